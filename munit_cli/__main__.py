@@ -1,0 +1,3 @@
+from munit_cli.cli import main
+
+main()

@@ -1,0 +1,285 @@
+"""One typed configuration with named presets: defaults < preset < config file < flags.
+
+The resolved config is written into every run folder (`config.toml`) and into the metadata of
+every weights file, so a model always says how it was made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from munit_cli.errors import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class ModelConfig:
+    input_dim: int = 3  # image channels: 1 (grayscale) or 3 (RGB)
+    dim: int = 64  # channels after the first conv of the encoders
+    n_downsample: int = 2  # content encoder / decoder resolution steps
+    n_res: int = 4  # residual blocks in content encoder and decoder
+    style_dim: int = 8
+    mlp_dim: int = 256
+    style_n_downsample: int = 4  # the reference style encoder always downsamples 4 times
+    dis_dim: int = 64
+    dis_n_layer: int = 4
+    dis_num_scales: int = 3
+
+
+@dataclass
+class LossConfig:
+    gan_w: float = 1.0
+    recon_x_w: float = 10.0
+    recon_c_w: float = 1.0
+    recon_s_w: float = 1.0
+    recon_x_cyc_w: float = 0.0
+    vgg_w: float = 0.0
+    vgg_weights: str = ""  # path to a user-supplied VGG-16 safetensors file (needed when vgg_w > 0)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    weight_decay: float = 1e-4
+    lr_step: int = 100_000  # halve the learning rate every lr_step iterations
+    lr_gamma: float = 0.5
+
+
+@dataclass
+class DataConfig:
+    load_size: int = 256  # resize the shorter side to this
+    crop_size: int = 256  # then take a random square crop of this size
+    flip: bool = True
+    num_workers: int = 0
+
+
+@dataclass
+class TrainConfig:
+    iters: int = 1_000_000
+    batch_size: int = 1
+    seed: int = 0
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    precision: str = "fp32"  # fp32 (reference) or bf16 (autocast, norm statistics in float32)
+    log_every: int = 100
+    sample_every: int = 10_000
+    checkpoint_every: int = 10_000
+    keep_checkpoints: int = 3
+    num_preview: int = 4  # fixed inputs per domain shown in the sample grids
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    preset: str = "paper"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def to_toml(self) -> str:
+        lines = [f"preset = {_toml_value(self.preset)}"]
+        for section, values in self.to_dict().items():
+            if not isinstance(values, dict):
+                continue
+            lines.append(f"\n[{section}]")
+            lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))
+
+
+# Presets name only what differs from the paper recipe (the dataclass defaults).
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # The authors' edges2shoes recipe: 256 px, batch 1, 1M iterations.
+    "paper": {},
+    # GPU throughput: same networks and losses, larger batch, bf16 autocast.
+    "fast": {
+        "train": {"batch_size": 8, "precision": "bf16", "iters": 200_000, "log_every": 200},
+        "optim": {"lr_step": 25_000},
+        "data": {"num_workers": 4},
+    },
+    # CPU demo and tests: the same architecture family at a size two cores train in minutes.
+    "tiny": {
+        "model": {"dim": 16, "n_res": 2, "mlp_dim": 64, "dis_dim": 16, "dis_num_scales": 2, "dis_n_layer": 3},
+        "data": {"load_size": 64, "crop_size": 64},
+        "train": {
+            "iters": 3000,
+            "batch_size": 4,
+            "log_every": 50,
+            "sample_every": 500,
+            "checkpoint_every": 500,
+        },
+        "optim": {"lr": 2e-4, "lr_step": 100_000, "weight_decay": 1e-4},
+    },
+}
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "optim": OptimConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+}
+
+
+def _coerce(where: str, value: Any, target: type) -> Any:
+    """Convert a value from TOML, JSON or a command-line string to the field's type, or say which key is wrong."""
+    if target is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "1", "yes", "on", "false", "0", "no", "off"}:
+            return value.lower() in {"true", "1", "yes", "on"}
+    elif target is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""))
+            except ValueError:
+                pass
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif target is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif target is str:
+        if isinstance(value, str):
+            return value
+    raise UsageError(f"config key '{where}' must be {target.__name__}, got {value!r}")
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> Config:
+    """Apply nested {section: {key: value}} overrides; unknown sections or keys are errors naming them."""
+    known = SECTIONS
+    for section, values in overrides.items():
+        if section == "preset":
+            continue
+        if section not in known:
+            raise UsageError(f"unknown config section '{section}' in {source} (known: {', '.join(known)})")
+        if not isinstance(values, dict):
+            raise UsageError(f"config section '{section}' in {source} must be a table")
+        target = getattr(cfg, section)
+        types = {f.name: f.type for f in dataclasses.fields(target)}
+        for key, value in values.items():
+            if key not in types:
+                raise UsageError(
+                    f"unknown config key '{section}.{key}' in {source}",
+                    hint=f"keys of [{section}]: {', '.join(types)}",
+                )
+            field_type = {"int": int, "float": float, "str": str, "bool": bool}[str(types[key])]
+            setattr(target, key, _coerce(f"{section}.{key}", value, field_type))
+    return cfg
+
+
+def parse_set(items: list[str]) -> dict[str, dict[str, str]]:
+    """Turn ['model.dim=32', 'train.iters=10'] into nested overrides."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise UsageError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
+        out.setdefault(section, {})[name] = value.strip()
+    return out
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"config file {path} is not UTF-8 text") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def resolve(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """defaults < preset < config file < flags. The file may name a preset; a preset flag wins."""
+    file_values = load_file(config_file) if config_file else {}
+    name = preset or file_values.get("preset") or "paper"
+    if name not in PRESETS:
+        raise UsageError(f"unknown preset '{name}'", hint=f"presets: {', '.join(PRESETS)}")
+    cfg = Config(preset=name)
+    apply_overrides(cfg, PRESETS[name], f"preset '{name}'")
+    if file_values:
+        apply_overrides(cfg, file_values, str(config_file))
+    if overrides:
+        apply_overrides(cfg, overrides, "the command line")
+    validate(cfg)
+    return cfg
+
+
+def from_json(text: str) -> Config:
+    """Rebuild a config stored in weights metadata (unknown keys are errors: a newer format)."""
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"stored config is not valid JSON: {exc}") from None
+    if not isinstance(values, dict):
+        raise UsageError("stored config is not a JSON object")
+    cfg = Config(preset=str(values.get("preset", "paper")))
+    return apply_overrides(cfg, values, "the stored config")
+
+
+def validate(cfg: Config) -> None:
+    m, d, t = cfg.model, cfg.data, cfg.train
+    if m.input_dim not in (1, 3):
+        raise UsageError("model.input_dim must be 1 or 3")
+    for name in ("dim", "n_downsample", "style_dim", "mlp_dim", "dis_dim", "dis_n_layer", "dis_num_scales"):
+        if getattr(m, name) < 1:
+            raise UsageError(f"model.{name} must be at least 1")
+    if m.n_res < 0:
+        raise UsageError("model.n_res must be at least 0")
+    if d.crop_size % 4:
+        raise UsageError(f"data.crop_size must be divisible by 4, got {d.crop_size}")
+    if d.crop_size > d.load_size:
+        raise UsageError(f"data.crop_size ({d.crop_size}) cannot exceed data.load_size ({d.load_size})")
+    if t.iters < 0 or t.batch_size < 1:
+        raise UsageError("train.iters must be >= 0 and train.batch_size >= 1")
+    if t.precision not in ("fp32", "bf16"):
+        raise UsageError(f"train.precision must be fp32 or bf16, got {t.precision!r}")
+    for name in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
+        if getattr(t, name) < 1:
+            raise UsageError(f"train.{name} must be at least 1")
+    if cfg.loss.vgg_w > 0 and not cfg.loss.vgg_weights:
+        raise UsageError(
+            "loss.vgg_w > 0 needs a VGG-16 weights file (loss.vgg_weights)",
+            hint="nothing is downloaded: convert torchvision's vgg16 ImageNet weights to safetensors and pass its path",
+        )

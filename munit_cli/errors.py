@@ -1,0 +1,26 @@
+"""The one error type library code raises; only `cli.py` turns it into a message and an exit code."""
+
+
+class MunitError(Exception):
+    """A failure the user can act on. `exit_code` follows sysexits-like conventions."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None, exit_code: int | None = None):
+        super().__init__(message)
+        self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class UsageError(MunitError):
+    """Bad arguments or configuration (exit 2, like a shell usage error)."""
+
+    exit_code = 2
+
+
+class Interrupted(MunitError):
+    """Stopped by a signal after saving state: 130 for SIGINT, 143 for SIGTERM."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message, exit_code=128 + signum)
