@@ -1,0 +1,214 @@
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from munit_cli import images
+from munit_cli.errors import MunitError
+from munit_cli.images import ImageError, open_image
+
+RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
+
+
+def encoded(img: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def noisy_png(size: int = 64) -> bytes:
+    pixels = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    return encoded(Image.fromarray(pixels), "PNG")
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height (one row of pixel data follows)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+def left_red_right_blue(width: int = 40, height: int = 20) -> Image.Image:
+    img = Image.new("RGB", (width, height), BLUE)
+    img.paste(RED, (0, 0, width // 2, height))
+    return img
+
+
+def test_rgba_transparent_pixel_becomes_background(tmp_path):
+    img = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    img.putpixel((1, 1), (255, 0, 0, 255))
+    img.putpixel((2, 2), (0, 0, 255, 128))
+    out = open_image(write(tmp_path, "a.png", encoded(img, "PNG")))
+    assert out.mode == "RGB"
+    assert out.getpixel((0, 0)) == WHITE
+    assert out.getpixel((1, 1)) == RED
+    r, g, b = out.getpixel((2, 2))
+    assert b == 255 and 120 <= r <= 135 and r == g  # half-transparent blue over white
+
+
+def test_custom_background_and_grayscale_mode(tmp_path):
+    img = Image.new("LA", (2, 1), (0, 0))
+    img.putpixel((1, 0), (100, 255))
+    path = write(tmp_path, "la.png", encoded(img, "PNG"))
+    assert open_image(path, background=(0, 255, 0)).getpixel((0, 0)) == (0, 255, 0)
+    gray = open_image(path, mode="L")
+    assert gray.mode == "L" and gray.getpixel((0, 0)) == 255 and gray.getpixel((1, 0)) == 100
+
+
+def test_palette_png_with_transparency(tmp_path):
+    img = Image.new("P", (3, 1))
+    img.putpalette([0, 0, 0, 255, 0, 0, 0, 0, 255])
+    img.putdata([0, 1, 2])
+    out = open_image(write(tmp_path, "p.png", encoded(img, "PNG", transparency=0)))
+    assert [out.getpixel((x, 0)) for x in range(3)] == [WHITE, RED, BLUE]
+
+
+def test_16bit_png_is_scaled_not_clipped(tmp_path):
+    img = Image.fromarray(np.array([[65535, 32768, 0, 257]], dtype=np.uint16))
+    assert img.mode.startswith("I;16")
+    path = write(tmp_path, "deep.png", encoded(img, "PNG"))
+    gray = open_image(path, mode="L")
+    assert [gray.getpixel((x, 0)) for x in range(4)] == [255, 128, 0, 1]
+    assert open_image(path).getpixel((1, 0)) == (128, 128, 128)
+
+
+def test_cmyk_jpeg_becomes_rgb(tmp_path):
+    cmyk = Image.new("CMYK", (16, 16), (0, 255, 255, 0))  # pure red in CMYK
+    out = open_image(write(tmp_path, "cmyk.jpg", encoded(cmyk, "JPEG", quality=95)))
+    assert out.mode == "RGB"
+    r, g, b = out.getpixel((8, 8))
+    assert r > 240 and g < 15 and b < 15
+
+
+@pytest.mark.parametrize("orientation, red_on_top", [(6, True), (8, False)])
+def test_exif_rotated_jpeg_is_upright(tmp_path, orientation, red_on_top):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encoded(left_red_right_blue(), "JPEG", quality=95, exif=exif.tobytes())
+    out = open_image(write(tmp_path, "phone.jpg", data))
+    assert out.size == (20, 40)
+    top, bottom = out.getpixel((10, 5)), out.getpixel((10, 34))
+    assert (top[0] > 200 and top[2] < 50) == red_on_top
+    assert (bottom[0] > 200 and bottom[2] < 50) != red_on_top
+
+
+def test_gif_gives_first_frame(tmp_path):
+    frames = [Image.new("RGB", (8, 8), RED), Image.new("RGB", (8, 8), BLUE)]
+    data = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    assert open_image(write(tmp_path, "anim.gif", data)).getpixel((4, 4)) == RED
+
+
+@pytest.mark.parametrize(
+    "name, data, reason",
+    [
+        ("empty.png", b"", "empty file"),
+        ("notes.jpg", b"this is not a picture\n" * 20, "not an image"),
+        ("cut.png", noisy_png()[:3000], "truncated or corrupt"),
+        ("cut.jpg", encoded(Image.new("RGB", (64, 64), RED), "JPEG")[:300], "truncated or corrupt"),
+        ("bomb.png", png_header_only(100_000, 100_000), "too large (10000000000 pixels)"),
+    ],
+)
+def test_bad_files_raise_with_reason(tmp_path, name, data, reason):
+    path = write(tmp_path, name, data)
+    with pytest.raises(ImageError) as caught:
+        open_image(path)
+    assert caught.value.reason == reason
+    assert str(caught.value) == f"{path}: {reason}"
+    assert isinstance(caught.value, MunitError)
+
+
+def test_own_pixel_limit_and_bytes_source():
+    data = encoded(Image.new("RGB", (100, 50), RED), "PNG")
+    assert open_image(data).size == (100, 50)
+    with pytest.raises(ImageError, match=r"^upload: too large \(5000 pixels\)$"):
+        open_image(data, max_pixels=4999, name="upload")
+
+
+def test_permission_denied(tmp_path, monkeypatch):
+    path = write(tmp_path, "locked.png", noisy_png(8))
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(images, "open", refuse, raising=False)
+    with pytest.raises(ImageError) as caught:
+        open_image(path)
+    assert caught.value.reason == "permission denied"
+
+
+def test_list_images_sorted_recursive_skips_hidden_and_loops(tmp_path):
+    for rel in ["b.png", "a.JPG", "sub/c.webp", "sub/deeper/d.tiff", ".hidden.png", ".cache/e.png", "readme.txt"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    os.symlink(tmp_path, tmp_path / "sub" / "loop")
+    found = images.list_images(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a.JPG", "b.png", "sub/c.webp", "sub/deeper/d.tiff"]
+    assert [p.name for p in images.list_images(tmp_path, recursive=False)] == ["a.JPG", "b.png"]
+    assert images.list_images(tmp_path / "sub" / "deeper") == [tmp_path / "sub" / "deeper" / "d.tiff"]
+
+
+def test_list_images_missing_or_not_a_folder(tmp_path):
+    with pytest.raises(MunitError, match="no such folder"):
+        images.list_images(tmp_path / "nope")
+    with pytest.raises(MunitError, match="not a folder"):
+        images.list_images(write(tmp_path, "f.png", b"x"))
+
+
+def test_resize_shorter_and_center_crop():
+    img = left_red_right_blue(100, 50)
+    small = images.resize_shorter(img, 25)
+    assert small.size == (50, 25)
+    assert small.getpixel((5, 12)) == RED and small.getpixel((45, 12)) == BLUE
+    assert images.resize_shorter(Image.new("RGB", (30, 90)), 60).size == (60, 180)
+    assert images.resize_shorter(img, 50) is img
+    crop = images.center_crop(small, 24)
+    assert crop.size == (24, 24) and crop.getpixel((0, 0)) == small.getpixel((13, 0))
+
+
+def test_tensor_round_trips(tmp_path):
+    img = left_red_right_blue(6, 4)
+    tensor = images.to_tensor(img)
+    assert tensor.dtype == torch.uint8 and tuple(tensor.shape) == (3, 4, 6)
+    assert tensor[:, 0, 0].tolist() == list(RED) and tensor[:, 3, 5].tolist() == list(BLUE)
+    assert tuple(images.to_tensor(img.convert("L")).shape) == (1, 4, 6)
+
+    floats = tensor.float() / 127.5 - 1
+    assert images.tensor_to_image(floats).tobytes() == img.tobytes()
+    assert images.tensor_to_image(torch.full((1, 2, 2), 5.0)).getpixel((0, 0)) == 255  # clamped
+
+    path = images.save_png(floats, tmp_path / "deep" / "out.png")
+    assert Image.open(path).convert("RGB").tobytes() == img.tobytes()
+    assert images.png_bytes(tensor) == path.read_bytes()
+    assert [p.name for p in path.parent.iterdir()] == ["out.png"]  # no temporary left behind
+    with pytest.raises(MunitError, match="C x H x W"):
+        images.tensor_to_image(torch.zeros(1, 3, 4, 4))
+
+
+def test_encode_jpg_quality():
+    img = Image.fromarray(np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    assert len(images.encode_image(img, "jpg", quality=30)) < len(images.encode_image(img, "jpg", quality=95))
+    with pytest.raises(MunitError, match="unknown image format"):
+        images.encode_image(img, "gif")
+
+
+def test_display_path_survives_undecodable_names(tmp_path):
+    raw = os.path.join(os.fsencode(tmp_path), b"caf\xe9.png")
+    shown = images.display_path(os.fsdecode(raw))
+    assert shown.endswith("caf\ufffd.png")
+    shown.encode("utf-8")  # printable: no lone surrogates left
