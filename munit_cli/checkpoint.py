@@ -1,0 +1,298 @@
+"""safetensors checkpoints: a generator file (all translation needs) and a training-state file.
+
+Nothing here ever unpickles. Files are written atomically (temporary file, fsync, rename, fsync of
+the folder), so a crash leaves either the old file or the new one, never half of one. Every file
+carries the resolved config, the domain names and a format version in its metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from munit_cli import config as config_mod
+from munit_cli.errors import MunitError
+
+FORMAT_VERSION = "1"
+GENERATOR_KIND = "munit-generator"
+STATE_KIND = "munit-train-state"
+CHECKPOINT_DIR = "checkpoints"
+_NAME = re.compile(r"^(gen|state)_(\d{8,})\.safetensors$")
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic writes
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise MunitError(f"could not write {path}: {exc.strerror or exc}") from None
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    from safetensors.torch import save
+
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    atomic_write_bytes(path, data)
+
+
+def read_tensors(path: Path, expect_kind: str | tuple[str, ...]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file of ours, turning every way it can be broken into a MunitError."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise MunitError(f"{path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            kinds = (expect_kind,) if isinstance(expect_kind, str) else expect_kind
+            if metadata.get("format") not in kinds:
+                raise MunitError(
+                    f"{path}: not a munit {kinds[0].removeprefix('munit-')} file "
+                    f"(format {metadata.get('format')!r})"
+                )
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except MunitError:
+        raise
+    except Exception as exc:  # safetensors raises its own and OS errors for damaged files
+        raise MunitError(f"{path}: damaged or not a safetensors file ({_first_line(exc)})") from None
+    return tensors, metadata
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+# ---------------------------------------------------------------------------------------------
+# Generator files
+
+
+@dataclass
+class LoadedGenerator:
+    model: Any  # models.MUNIT
+    cfg: config_mod.Config
+    names: tuple[str, str]
+    step: int
+    fingerprint: str
+    path: Path
+    metadata: dict[str, str]
+
+
+def model_fingerprint(run_id: str, cfg: config_mod.Config) -> str:
+    """Identifies a trained model family (a run and its architecture), shared by all its checkpoints,
+    so a style saved from one checkpoint of a run stays valid for later ones."""
+    arch = json.dumps(cfg.to_dict()["model"], sort_keys=True)
+    return hashlib.sha256(f"{run_id}\n{arch}".encode()).hexdigest()[:16]
+
+
+def generator_metadata(cfg, names, step: int, fingerprint: str, **extra: str) -> dict[str, str]:
+    return {
+        "format": GENERATOR_KIND,
+        "format_version": FORMAT_VERSION,
+        "config": cfg.to_json(),
+        "names": json.dumps(list(names)),
+        "step": str(step),
+        "fingerprint": fingerprint,
+        **extra,
+    }
+
+
+def save_generator(path: Path, gen: torch.nn.Module, cfg, names, step: int, fingerprint: str) -> None:
+    save_tensors(path, gen.state_dict(), generator_metadata(cfg, names, step, fingerprint))
+
+
+def parse_metadata(path: Path, metadata: dict[str, str]) -> tuple[config_mod.Config, tuple[str, str], int]:
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise MunitError(f"{path}: unsupported format version {metadata.get('format_version')!r}")
+    try:
+        cfg = config_mod.from_json(metadata["config"])
+        config_mod.validate(cfg)
+        names = tuple(json.loads(metadata["names"]))
+        step = int(metadata.get("step", "0"))
+    except (KeyError, ValueError, TypeError, MunitError) as exc:
+        raise MunitError(f"{path}: broken metadata ({_first_line(exc)})") from None
+    if len(names) != 2 or not all(isinstance(n, str) for n in names):
+        raise MunitError(f"{path}: broken metadata (names)")
+    return cfg, names, step  # type: ignore[return-value]
+
+
+def load_state_dict_checked(module: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Compare keys and shapes before loading, so a file for another architecture is a clear error."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise MunitError(f"{path}: weights do not fit this architecture ({detail})")
+    for key, value in expected.items():
+        if tensors[key].shape != value.shape:
+            raise MunitError(
+                f"{path}: weights do not fit this architecture "
+                f"({key}: {tuple(tensors[key].shape)} vs {tuple(value.shape)})"
+            )
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+
+
+def load_generator(path: Path, device: str | torch.device = "cpu") -> LoadedGenerator:
+    from munit_cli.models import MUNIT
+
+    path = Path(path)
+    tensors, metadata = read_tensors(path, GENERATOR_KIND)
+    cfg, names, step = parse_metadata(path, metadata)
+    model = MUNIT(cfg.model)
+    load_state_dict_checked(model, tensors, path)
+    model.to(device).eval().requires_grad_(False)
+    return LoadedGenerator(model, cfg, names, step, metadata.get("fingerprint", ""), path, metadata)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training-state files
+
+
+def _flatten_optimizer(prefix: str, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], str]:
+    sd = opt.state_dict()
+    tensors = {}
+    for pid, state in sd["state"].items():
+        for key, value in state.items():
+            t = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"{prefix}.state.{pid}.{key}"] = t
+    return tensors, json.dumps(sd["param_groups"])
+
+
+def _unflatten_optimizer(prefix: str, tensors: dict[str, torch.Tensor], groups_json: str) -> dict:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    head = f"{prefix}.state."
+    for key, value in tensors.items():
+        if key.startswith(head):
+            pid, name = key[len(head) :].split(".", 1)
+            state.setdefault(int(pid), {})[name] = value
+    return {"state": state, "param_groups": json.loads(groups_json)}
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], str]:
+    import random
+
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    return tensors, json.dumps(random.getstate())
+
+
+def restore_rng(tensors: dict[str, torch.Tensor], python_state: str) -> None:
+    import random
+
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+    version, internal, gauss = json.loads(python_state)
+    random.setstate((version, tuple(internal), gauss))
+
+
+def save_state(
+    path: Path, dis: torch.nn.Module, opt_gen, opt_dis, cfg, names, step: int, extra: dict[str, Any]
+) -> None:
+    tensors = {f"dis.{k}": v for k, v in dis.state_dict().items()}
+    gen_opt, gen_groups = _flatten_optimizer("opt_gen", opt_gen)
+    dis_opt, dis_groups = _flatten_optimizer("opt_dis", opt_dis)
+    rng, py_rng = rng_state()
+    tensors.update(gen_opt)
+    tensors.update(dis_opt)
+    tensors.update(rng)
+    metadata = {
+        "format": STATE_KIND,
+        "format_version": FORMAT_VERSION,
+        "config": cfg.to_json(),
+        "names": json.dumps(list(names)),
+        "step": str(step),
+        "opt_gen.param_groups": gen_groups,
+        "opt_dis.param_groups": dis_groups,
+        "rng.python": py_rng,
+        "extra": json.dumps(extra),
+    }
+    save_tensors(path, tensors, metadata)
+
+
+def load_state(path: Path, dis: torch.nn.Module, opt_gen, opt_dis) -> dict[str, Any]:
+    """Restore discriminators, both optimizers and every RNG; returns {'step', 'extra'}."""
+    tensors, metadata = read_tensors(path, STATE_KIND)
+    _, _, step = parse_metadata(path, metadata)
+    dis_tensors = {k.removeprefix("dis."): v for k, v in tensors.items() if k.startswith("dis.")}
+    load_state_dict_checked(dis, dis_tensors, path)
+    try:
+        opt_gen.load_state_dict(_unflatten_optimizer("opt_gen", tensors, metadata["opt_gen.param_groups"]))
+        opt_dis.load_state_dict(_unflatten_optimizer("opt_dis", tensors, metadata["opt_dis.param_groups"]))
+        restore_rng(tensors, metadata["rng.python"])
+        extra = json.loads(metadata.get("extra", "{}"))
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise MunitError(f"{path}: broken training state ({_first_line(exc)})") from None
+    return {"step": step, "extra": extra}
+
+
+# ---------------------------------------------------------------------------------------------
+# Run folders
+
+
+def checkpoint_paths(run_dir: Path, step: int) -> tuple[Path, Path]:
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    return folder / f"gen_{step:08d}.safetensors", folder / f"state_{step:08d}.safetensors"
+
+
+def list_steps(run_dir: Path, kind: str = "state") -> list[int]:
+    """Steps with a complete file of `kind` ('gen' or 'state'), oldest first."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    steps = []
+    for entry in folder.iterdir():
+        m = _NAME.match(entry.name)
+        if m and m.group(1) == kind:
+            steps.append(int(m.group(2)))
+    return sorted(steps)
+
+
+def prune(run_dir: Path, keep: int) -> None:
+    """Keep the newest `keep` checkpoint pairs."""
+    for step in list_steps(run_dir, "gen")[:-keep] if keep > 0 else []:
+        for p in checkpoint_paths(run_dir, step):
+            p.unlink(missing_ok=True)
+    for step in list_steps(run_dir, "state")[:-keep] if keep > 0 else []:
+        checkpoint_paths(run_dir, step)[1].unlink(missing_ok=True)
+
+
+def newest_generator(run_dir: Path) -> Path | None:
+    steps = list_steps(run_dir, "gen")
+    return checkpoint_paths(run_dir, steps[-1])[0] if steps else None

@@ -1,0 +1,199 @@
+"""The `munit` command: parses and validates, then calls a plain library function.
+
+Only this module turns a `MunitError` into a message and an exit code. Torch is imported inside
+the commands, so `munit --help` and `munit --version` answer instantly.
+
+Exit codes: 0 success, 1 failure, 2 bad usage, 3 partial failure (some inputs failed),
+130 / 143 stopped by SIGINT / SIGTERM after saving.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import typer
+
+from munit_cli import __version__
+from munit_cli.errors import MunitError, UsageError
+
+app = typer.Typer(
+    name="munit",
+    help="MUNIT multimodal image-to-image translation: prepare, train, translate, interpolate, export.\n\n"
+    "Start with [bold]munit demo[/bold] (trains on built-in synthetic data in minutes on a CPU).",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"munit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", help="Show the version and exit.", callback=_version, is_eager=True),
+) -> None:
+    pass
+
+
+def report_errors(fn: Callable) -> Callable:
+    """Run a command body; a MunitError becomes 'error: ...' on stderr and its exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MunitError as exc:
+            fail(exc)
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if os.environ.get("MUNIT_DEBUG"):
+                raise
+            typer.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
+            typer.echo("  rerun with MUNIT_DEBUG=1 for the traceback, and please report it", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def fail(exc: MunitError) -> None:
+    from munit_cli.console import err
+
+    err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+    if exc.hint:
+        err.print(f"  hint: {exc.hint}", highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def emit_json(record: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.flush()
+
+
+def config_from_flags(
+    preset: str | None, config_file: Path | None, sets: list[str] | None, **flags: Any
+) -> "Any":
+    """defaults < preset < config file < --set < dedicated flags (those not None)."""
+    from munit_cli import config
+
+    overrides = config.parse_set(sets or [])
+    for dotted, value in flags.items():
+        if value is not None:
+            section, key = dotted.split("__")
+            overrides.setdefault(section, {})[key] = value
+    return config.resolve(preset, config_file, overrides)
+
+
+def parse_names(names: str | None) -> tuple[str, str] | None:
+    if names is None:
+        return None
+    parts = [p.strip() for p in names.split(",")]
+    if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+        raise UsageError(f"--names expects two different names like 'photo,painting', got {names!r}")
+    return parts[0], parts[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+
+
+PresetOpt = typer.Option(None, "--preset", "-p", help="Named preset: paper (the reference recipe), fast (GPU throughput), tiny (CPU).")
+ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file ([model], [loss], [optim], [data], [train] tables).")
+SetOpt = typer.Option(None, "--set", help="Override any config key: --set model.dim=32 (repeatable).")
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  munit train ./trainA ./trainB --out runs/shoes\n\n"
+    "  munit train data/ --preset tiny --iters 2000 --out runs/try\n\n"
+    "  munit train ./trainA ./trainB --out runs/shoes --resume auto",
+)
+@report_errors
+def train(
+    data: List[Path] = typer.Argument(..., help="Two image folders (domain A, domain B), or one prepared dataset folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder for checkpoints, samples and logs."),
+    preset: Optional[str] = PresetOpt,
+    config_file: Optional[Path] = ConfigOpt,
+    sets: Optional[List[str]] = SetOpt,
+    iters: Optional[int] = typer.Option(None, help="Training iterations."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Images per domain per iteration (per GPU)."),
+    size: Optional[int] = typer.Option(None, help="Training crop size in pixels (shorter side is resized to it)."),
+    seed: Optional[int] = typer.Option(None, help="Random seed (data order, styles, initialisation)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
+    precision: Optional[str] = typer.Option(None, help="fp32 (reference) or bf16 (autocast)."),
+    names: Optional[str] = typer.Option(None, help="Domain names 'A,B' (default: the folder names)."),
+    resume: Optional[str] = typer.Option(None, help="'auto' (newest good checkpoint in --out) or a state .safetensors file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start over in a non-empty --out folder."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+) -> None:
+    """Train MUNIT on two unpaired image folders.  [dim]munit train ./A ./B --out runs/x[/dim]"""
+    from munit_cli import train as train_mod
+
+    if resume and preset is None and config_file is None and (out / "config.toml").is_file():
+        config_file = out / "config.toml"  # continue with the run's own recipe unless told otherwise
+    flags = {
+        "train__iters": iters,
+        "train__batch_size": batch_size,
+        "train__seed": seed,
+        "train__device": device,
+        "train__precision": precision,
+        "data__crop_size": size,
+        "data__load_size": size,
+    }
+    cfg = config_from_flags(preset, config_file, sets, **flags)
+    summary = train_mod.run(cfg, data, out, names=parse_names(names), resume=resume, overwrite=overwrite)
+    _print_summary(summary, json_out)
+
+
+def _print_summary(summary: dict[str, Any], json_out: bool) -> None:
+    from munit_cli.console import err
+
+    if json_out:
+        emit_json(summary)
+        return
+    err.print(f"done: step {summary['step']} in {summary['seconds']} s")
+    err.print(f"  generator: {summary['generator']}")
+    err.print(f"  samples:   {summary['samples']}")
+
+
+# ---------------------------------------------------------------------------------------------
+# demo
+
+
+@app.command(epilog="Examples:\n\n  munit demo\n\n  munit demo --out /tmp/demo --iters 500")
+@report_errors
+def demo(
+    out: Path = typer.Option(Path("munit-demo"), "--out", "-o", help="Folder for the demo data, run and results."),
+    iters: Optional[int] = typer.Option(None, help="Training iterations (default: the tiny preset's)."),
+    seed: int = typer.Option(0, help="Seed for the data and the training."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing demo folder."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result paths as JSON on stdout."),
+) -> None:
+    """Make synthetic data, train the tiny preset and show results.  [dim]munit demo[/dim]"""
+    from munit_cli import demo as demo_mod
+
+    result = demo_mod.run(out, iters=iters, seed=seed, overwrite=overwrite)
+    if json_out:
+        emit_json(result)
+    else:
+        from munit_cli.console import err
+
+        err.print("[bold green]demo finished[/]")
+        for key, value in result.items():
+            err.print(f"  {key}: {value}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,77 @@
+"""Where the tool talks: messages and progress on stderr (stdout is for results), a rich progress bar
+only when stderr is a terminal."""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+from rich.console import Console
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+class _Bar:
+    """What work loops see: `update(advance, **fields)`; `fields` feed the bar's status text."""
+
+    def __init__(self, progress, task):
+        self._progress, self._task = progress, task
+
+    def update(self, advance: int = 1, status: str | None = None) -> None:
+        if self._progress is not None:
+            kwargs = {"status": status} if status is not None else {}
+            self._progress.update(self._task, advance=advance, **kwargs)
+
+
+@contextmanager
+def progress(description: str, total: int | None, completed: int = 0, enabled: bool = True) -> Iterator[_Bar]:
+    if not (enabled and is_tty()):
+        yield _Bar(None, None)
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Speed(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(f"{task.speed:.2f} it/s" if task.speed else "-- it/s")
+
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        Speed(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+    ]
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(description, total=total, completed=completed, status="")
+        yield _Bar(bar, task)
+
+
+class Rate:
+    """Iterations per second between two calls, for plain-text logs."""
+
+    def __init__(self, start_step: int):
+        self.step, self.time = start_step, time.perf_counter()
+
+    def tick(self, step: int) -> float:
+        now = time.perf_counter()
+        rate = (step - self.step) / max(now - self.time, 1e-9)
+        self.step, self.time = step, now
+        return rate

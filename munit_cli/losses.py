@@ -1,0 +1,120 @@
+"""MUNIT's losses as small pure functions, and the weighted generator objective.
+
+Adversarial terms are LSGAN on the discriminator's patch outputs, summed over scales; every
+reconstruction term is an L1 mean.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from munit_cli.config import LossConfig
+from munit_cli.errors import MunitError
+
+
+def recon_loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (x.float() - target.float()).abs().mean()
+
+
+def dis_loss(real_outputs: list[torch.Tensor], fake_outputs: list[torch.Tensor]) -> torch.Tensor:
+    """LSGAN discriminator loss: mean(D(fake)^2) + mean((D(real) - 1)^2), summed over scales."""
+    return sum(
+        (fake.float() ** 2).mean() + ((real.float() - 1) ** 2).mean()
+        for real, fake in zip(real_outputs, fake_outputs)
+    )
+
+
+def gen_adv_loss(fake_outputs: list[torch.Tensor]) -> torch.Tensor:
+    """LSGAN generator loss: mean((D(fake) - 1)^2), summed over scales."""
+    return sum(((fake.float() - 1) ** 2).mean() for fake in fake_outputs)
+
+
+def generator_terms(
+    out: dict[str, torch.Tensor],
+    x_a: torch.Tensor,
+    x_b: torch.Tensor,
+    adv_a: torch.Tensor,
+    adv_b: torch.Tensor,
+    vgg: "VGGPerceptual | None" = None,
+) -> dict[str, torch.Tensor]:
+    """Every unweighted term of the generator objective, named as in the paper."""
+    terms = {
+        "adv_a": adv_a,
+        "adv_b": adv_b,
+        "recon_x_a": recon_loss(out["x_a_recon"], x_a),
+        "recon_x_b": recon_loss(out["x_b_recon"], x_b),
+        "recon_s_a": recon_loss(out["s_a_recon"], out["s_a"]),
+        "recon_s_b": recon_loss(out["s_b_recon"], out["s_b"]),
+        "recon_c_a": recon_loss(out["c_a_recon"], out["c_a"]),
+        "recon_c_b": recon_loss(out["c_b_recon"], out["c_b"]),
+    }
+    if "x_aba" in out:
+        terms["cyc_x_a"] = recon_loss(out["x_aba"], x_a)
+        terms["cyc_x_b"] = recon_loss(out["x_bab"], x_b)
+    if vgg is not None:
+        terms["vgg_a"] = vgg(out["x_ba"], x_b)
+        terms["vgg_b"] = vgg(out["x_ab"], x_a)
+    return terms
+
+
+def total_generator_loss(terms: dict[str, torch.Tensor], w: LossConfig) -> torch.Tensor:
+    weights = {
+        "adv": w.gan_w,
+        "recon_x": w.recon_x_w,
+        "recon_s": w.recon_s_w,
+        "recon_c": w.recon_c_w,
+        "cyc_x": w.recon_x_cyc_w,
+        "vgg": w.vgg_w,
+    }
+    return sum(weights[name.rsplit("_", 1)[0]] * value for name, value in terms.items())
+
+
+class VGGPerceptual(nn.Module):
+    """Domain-invariant perceptual loss: MSE between instance-normalised VGG-16 relu5_3 features.
+
+    The ImageNet weights cannot be downloaded here, so the user supplies them as a safetensors file
+    holding torchvision's `vgg16().features` state dict (keys like `features.0.weight` or `0.weight`).
+    """
+
+    MEAN = (0.485, 0.456, 0.406)
+    STD = (0.229, 0.224, 0.225)
+
+    def __init__(self, weights_path: str | Path):
+        super().__init__()
+        from safetensors.torch import load_file
+        from torchvision.models import vgg16
+
+        path = Path(weights_path)
+        if not path.is_file():
+            raise MunitError(
+                f"VGG-16 weights file not found: {path}",
+                hint="loss.vgg_w > 0 needs ImageNet VGG-16 weights as safetensors; nothing is downloaded",
+            )
+        try:
+            state = load_file(str(path))
+        except Exception as exc:  # safetensors raises several types for a bad file
+            raise MunitError(f"{path}: not a readable safetensors file ({exc})") from None
+        state = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
+        features = vgg16(weights=None).features[:30]  # up to relu5_3
+        try:
+            features.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise MunitError(f"{path}: not VGG-16 feature weights ({str(exc).splitlines()[0]})") from None
+        self.features = features.eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(self.MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(self.STD).view(1, 3, 1, 1))
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        from munit_cli.models import instance_norm
+
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = ((x + 1) / 2 - self.mean) / self.std
+        return instance_norm(self.features(x))
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(self._embed(x).float(), self._embed(target).float())

@@ -1,0 +1,341 @@
+"""MUNIT networks: content encoder, style encoder, MLP, AdaIN decoder, multi-scale discriminator.
+
+Layouts follow the reference recipe (`munit-reference.md`). Two design choices matter beyond it:
+- the decoder is a pure function of (content, adain_params): the MLP output is passed in, never
+  written into module attributes, so the decoder traces, exports and runs under DDP unchanged;
+- every normalisation computes its statistics in float32, so bf16 autocast cannot turn a flat
+  (all-white) crop into NaNs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from munit_cli.config import ModelConfig
+
+NORM_EPS = 1e-5
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalisations (pure functions; statistics in float32)
+
+
+def instance_norm(x: torch.Tensor) -> torch.Tensor:
+    """Per sample and channel over H, W; biased variance, like InstanceNorm2d(affine=False)."""
+    xf = x.float()
+    var, mean = torch.var_mean(xf, dim=(2, 3), keepdim=True, correction=0)
+    return ((xf - mean) * torch.rsqrt(var + NORM_EPS)).to(x.dtype)
+
+
+def adain(x: torch.Tensor, beta: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """Adaptive instance norm: instance-normalise, then scale by gamma and shift by beta (B, C)."""
+    xf = x.float()
+    var, mean = torch.var_mean(xf, dim=(2, 3), keepdim=True, correction=0)
+    y = (xf - mean) * torch.rsqrt(var + NORM_EPS)
+    y = y * gamma.float()[:, :, None, None] + beta.float()[:, :, None, None]
+    return y.to(x.dtype)
+
+
+def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """The decoder's LayerNorm: per sample over C, H, W, dividing by (std + eps) as the recipe does
+    (unbiased std, as torch's Tensor.std), then a per-channel affine."""
+    xf = x.float()
+    flat = xf.flatten(1)
+    std, mean = torch.std_mean(flat, dim=1, correction=1)
+    y = (xf - mean[:, None, None, None]) / (std[:, None, None, None] + NORM_EPS)
+    y = y * weight.float()[None, :, None, None] + bias.float()[None, :, None, None]
+    return y.to(x.dtype)
+
+
+class LayerNorm(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.rand(channels))  # the recipe initialises gamma from U[0, 1)
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return layer_norm(x, self.weight, self.bias)
+
+
+class InstanceNorm(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return instance_norm(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+
+
+def conv_block(
+    in_ch: int, out_ch: int, kernel: int, stride: int, pad: int, norm: str, act: str
+) -> nn.Sequential:
+    """reflection pad -> conv (with bias) -> norm -> activation."""
+    layers: list[nn.Module] = []
+    if pad:
+        layers.append(nn.ReflectionPad2d(pad))
+    layers.append(nn.Conv2d(in_ch, out_ch, kernel, stride))
+    if norm == "in":
+        layers.append(InstanceNorm())
+    elif norm == "ln":
+        layers.append(LayerNorm(out_ch))
+    if act == "relu":
+        layers.append(nn.ReLU(inplace=True))
+    elif act == "lrelu":
+        layers.append(nn.LeakyReLU(0.2, inplace=True))
+    elif act == "tanh":
+        layers.append(nn.Tanh())
+    return nn.Sequential(*layers)
+
+
+class ResBlock(nn.Module):
+    """[3x3 conv, IN, ReLU, 3x3 conv, IN] + skip."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.block = nn.Sequential(
+            conv_block(channels, channels, 3, 1, 1, "in", "relu"),
+            conv_block(channels, channels, 3, 1, 1, "in", "none"),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+class AdaINResBlock(nn.Module):
+    """The decoder's residual block: both norms are AdaIN, with parameters passed in."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = channels
+        self.pad = nn.ReflectionPad2d(1)
+        self.conv1 = nn.Conv2d(channels, channels, 3)
+        self.conv2 = nn.Conv2d(channels, channels, 3)
+
+    def forward(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        beta1, gamma1, beta2, gamma2 = params
+        y = F.relu(adain(self.conv1(self.pad(x)), beta1, gamma1))
+        y = adain(self.conv2(self.pad(y)), beta2, gamma2)
+        return x + y
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks
+
+
+class ContentEncoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        ch = cfg.dim
+        layers = [conv_block(cfg.input_dim, ch, 7, 1, 3, "in", "relu")]
+        for _ in range(cfg.n_downsample):
+            layers.append(conv_block(ch, ch * 2, 4, 2, 1, "in", "relu"))
+            ch *= 2
+        layers += [ResBlock(ch) for _ in range(cfg.n_res)]
+        self.model = nn.Sequential(*layers)
+        self.out_channels = ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class StyleEncoder(nn.Module):
+    """No normalisation; downsamples `style_n_downsample` times (4 in the recipe), channels capped
+    after the first two doublings, then global average pool and a 1x1 conv to style_dim."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        ch = cfg.dim
+        layers = [conv_block(cfg.input_dim, ch, 7, 1, 3, "none", "relu")]
+        for i in range(cfg.style_n_downsample):
+            out = ch * 2 if i < 2 else ch
+            layers.append(conv_block(ch, out, 4, 2, 1, "none", "relu"))
+            ch = out
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Conv2d(ch, cfg.style_dim, 1)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).flatten(1)
+
+
+class MLP(nn.Module):
+    def __init__(self, style_dim: int, hidden: int, out_dim: int):
+        super().__init__()
+        self.model = nn.Sequential(
+            nn.Linear(style_dim, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, out_dim),
+        )
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        return self.model(s)
+
+
+class Decoder(nn.Module):
+    """AdaIN residual blocks, then upsampling (nearest x2, 5x5 conv, LayerNorm, ReLU), 7x7 conv, tanh."""
+
+    def __init__(self, cfg: ModelConfig, in_channels: int):
+        super().__init__()
+        ch = in_channels
+        self.res_blocks = nn.ModuleList([AdaINResBlock(ch) for _ in range(cfg.n_res)])
+        up: list[nn.Module] = []
+        for _ in range(cfg.n_downsample):
+            up += [nn.Upsample(scale_factor=2, mode="nearest"), conv_block(ch, ch // 2, 5, 1, 2, "ln", "relu")]
+            ch //= 2
+        up.append(conv_block(ch, cfg.input_dim, 7, 1, 3, "none", "tanh"))
+        self.upsample = nn.Sequential(*up)
+
+    @property
+    def num_adain_params(self) -> int:
+        return sum(4 * block.channels for block in self.res_blocks)
+
+    def split_adain_params(self, params: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+        """The MLP output, consumed in decoder order: per AdaIN layer C values of beta, then C of gamma."""
+        per_block, start = [], 0
+        for block in self.res_blocks:
+            c = block.channels
+            chunk = params[:, start : start + 4 * c]
+            per_block.append(tuple(chunk[:, i * c : (i + 1) * c] for i in range(4)))
+            start += 4 * c
+        return per_block
+
+    def forward(self, c: torch.Tensor, adain_params: torch.Tensor) -> torch.Tensor:
+        x = c
+        for block, params in zip(self.res_blocks, self.split_adain_params(adain_params)):
+            x = block(x, params)
+        return self.upsample(x)
+
+
+class Generator(nn.Module):
+    """One domain's content encoder, style encoder, MLP and decoder."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.content_encoder = ContentEncoder(cfg)
+        self.style_encoder = StyleEncoder(cfg)
+        self.decoder = Decoder(cfg, self.content_encoder.out_channels)
+        self.mlp = MLP(cfg.style_dim, cfg.mlp_dim, self.decoder.num_adain_params)
+        self.style_dim = cfg.style_dim
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.content_encoder(x), self.style_encoder(x)
+
+    def decode(self, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return self.decoder(c, self.mlp(s))
+
+
+class Discriminator(nn.Module):
+    """Multi-scale PatchGAN: identical per-scale nets, each fed an average-pooled copy of the last.
+    Returns one patch map per scale (raw outputs; the LSGAN loss reads them directly)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.scales = nn.ModuleList([self._one_scale(cfg) for _ in range(cfg.dis_num_scales)])
+
+    @staticmethod
+    def _one_scale(cfg: ModelConfig) -> nn.Sequential:
+        ch = cfg.dis_dim
+        layers = [conv_block(cfg.input_dim, ch, 4, 2, 1, "none", "lrelu")]
+        for _ in range(cfg.dis_n_layer - 1):
+            layers.append(conv_block(ch, ch * 2, 4, 2, 1, "none", "lrelu"))
+            ch *= 2
+        layers.append(nn.Conv2d(ch, 1, 1))
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outputs = []
+        for i, net in enumerate(self.scales):
+            if i:
+                # kernel 3 whatever the channel count (a known defect elsewhere ties it to channels)
+                x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+            outputs.append(net(x))
+        return outputs
+
+
+class MUNIT(nn.Module):
+    """Both domains' generators. `forward` computes everything the generator update needs in one
+    call, so a single DistributedDataParallel wrapper sees every generator parameter used once."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gen_a = Generator(cfg)
+        self.gen_b = Generator(cfg)
+
+    def generator(self, domain: str) -> Generator:
+        return self.gen_a if domain == "a" else self.gen_b
+
+    def forward(
+        self, x_a: torch.Tensor, x_b: torch.Tensor, s_a: torch.Tensor, s_b: torch.Tensor, cycle: bool = False
+    ) -> dict[str, torch.Tensor]:
+        c_a, s_a_prime = self.gen_a.encode(x_a)
+        c_b, s_b_prime = self.gen_b.encode(x_b)
+        out = {
+            "c_a": c_a,
+            "c_b": c_b,
+            "s_a": s_a,
+            "s_b": s_b,
+            "x_a_recon": self.gen_a.decode(c_a, s_a_prime),
+            "x_b_recon": self.gen_b.decode(c_b, s_b_prime),
+            "x_ba": self.gen_a.decode(c_b, s_a),
+            "x_ab": self.gen_b.decode(c_a, s_b),
+        }
+        out["c_b_recon"], out["s_a_recon"] = self.gen_a.encode(out["x_ba"])
+        out["c_a_recon"], out["s_b_recon"] = self.gen_b.encode(out["x_ab"])
+        if cycle:
+            out["x_aba"] = self.gen_a.decode(out["c_a_recon"], s_a_prime)
+            out["x_bab"] = self.gen_b.decode(out["c_b_recon"], s_b_prime)
+        return out
+
+
+class DiscriminatorPair(nn.Module):
+    """Both domains' discriminators; `forward` scores real and fake images of both domains in one
+    call (the discriminator update), so one DDP wrapper covers both."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.dis_a = Discriminator(cfg)
+        self.dis_b = Discriminator(cfg)
+
+    def forward(
+        self, real_a: torch.Tensor, fake_a: torch.Tensor, real_b: torch.Tensor, fake_b: torch.Tensor
+    ) -> dict[str, list[torch.Tensor]]:
+        return {
+            "real_a": self.dis_a(real_a),
+            "fake_a": self.dis_a(fake_a),
+            "real_b": self.dis_b(real_b),
+            "fake_b": self.dis_b(fake_b),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Initialisation
+
+
+def init_generator(module: nn.Module) -> None:
+    """Kaiming-normal (fan_in) for convs and linears, zero bias."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+            nn.init.zeros_(m.bias)
+
+
+def init_discriminator(module: nn.Module) -> None:
+    """N(0, 0.02) weights, zero bias."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def build(cfg: ModelConfig) -> tuple[MUNIT, DiscriminatorPair]:
+    gen, dis = MUNIT(cfg), DiscriminatorPair(cfg)
+    init_generator(gen)
+    init_discriminator(dis)
+    return gen, dis
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,459 @@
+"""The training loop: one discriminator update, then one generator update, every iteration.
+
+`run(cfg, data, out)` is what `munit train` calls. The run folder holds the resolved config,
+metrics.jsonl, sample grids, the fixed preview inputs and the checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import time
+import uuid
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from munit_cli import checkpoint, data, dist, images, losses, models
+from munit_cli.config import Config
+from munit_cli.console import err, is_tty, progress
+from munit_cli.errors import Interrupted, MunitError, UsageError
+
+RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
+
+
+@dataclass
+class RunInfo:
+    """Identity of a run that outlives its checkpoints: names and the model fingerprint seed."""
+
+    names: tuple[str, str]
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+# ---------------------------------------------------------------------------------------------
+# Small pieces
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device {name!r}", hint="use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {name!r} asked for, but no CUDA GPU is available", hint="use --device cpu")
+    return device
+
+
+def learning_rate(cfg: Config, step: int) -> float:
+    """Step schedule: lr * gamma ** (step // lr_step), a pure function of the step (nothing to save)."""
+    return cfg.optim.lr * cfg.optim.lr_gamma ** (step // cfg.optim.lr_step)
+
+
+def make_optimizer(params, cfg: Config) -> torch.optim.Adam:
+    o = cfg.optim
+    return torch.optim.Adam(
+        [p for p in params if p.requires_grad], lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay
+    )
+
+
+def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
+    """The random styles of one step come from a generator seeded by (seed, step): resume is exact
+    and every rank draws the same global batch of styles."""
+    g = torch.Generator(device="cpu")
+    g.manual_seed(hash_seed(seed, step))
+    return g
+
+
+def hash_seed(*parts: Any) -> int:
+    return random.Random(":".join(map(str, parts))).getrandbits(63)
+
+
+def sample_styles(g: torch.Generator, n: int, style_dim: int, shard: data.Shard, device) -> torch.Tensor:
+    """N(0, I) styles for the global batch; this rank keeps its slice."""
+    s = torch.randn(n * shard.world, style_dim, generator=g)
+    return s[shard.rank * n : (shard.rank + 1) * n].to(device)
+
+
+@contextmanager
+def frozen(module: torch.nn.Module) -> Iterator[None]:
+    """No gradients into `module` while the generator update reads the discriminators."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+class SignalGuard:
+    """Turn SIGINT/SIGTERM into a flag checked between steps, so the loop can save and stop cleanly."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. under some test runners)
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:  # a second Ctrl-C while saving: stop right away
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """One trainer per run folder. flock is released by the OS when a process dies, so a crash
+    never leaves the folder locked."""
+    import fcntl
+
+    path = run_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise MunitError(
+            f"{run_dir} is in use by another munit train process",
+            hint="wait for it to finish, or train into another --out folder",
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Run folder
+
+
+def prepare_run_dir(out: Path, cfg: Config, names: tuple[str, str], resume: str | None, overwrite: bool) -> RunInfo:
+    """Create or reopen the run folder. A non-empty folder is only reused with --resume or --overwrite."""
+    run_file = out / RUN_FILE
+    if resume is None and out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise MunitError(
+                f"{out} already exists and is not empty",
+                hint="continue it with --resume auto, or start over with --overwrite",
+            )
+        import shutil
+
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if run_file.is_file():
+        stored = json.loads(run_file.read_text())
+        info = RunInfo(tuple(stored["names"]), stored["run_id"])
+    else:
+        info = RunInfo(names)
+        checkpoint.atomic_write_bytes(run_file, json.dumps({"names": list(names), "run_id": info.run_id}).encode())
+    checkpoint.atomic_write_bytes(out / "config.toml", cfg.to_toml().encode())
+    return info
+
+
+def find_resume_state(out: Path, resume: str) -> Path | None:
+    """`auto`: the newest state file that reads back; a path: exactly that file."""
+    if resume != "auto":
+        path = Path(resume)
+        if not path.is_file():
+            raise MunitError(f"--resume {resume}: no such checkpoint file")
+        return path
+    for step in reversed(checkpoint.list_steps(out, "state")):
+        gen_path, state_path = checkpoint.checkpoint_paths(out, step)
+        try:
+            checkpoint.read_tensors(state_path, checkpoint.STATE_KIND)
+            checkpoint.read_tensors(gen_path, checkpoint.GENERATOR_KIND)
+            return state_path
+        except MunitError as exc:
+            err.print(f"[yellow]warning:[/] {exc}; trying the previous checkpoint")
+    return None
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """After a resume, drop log lines from steps the resumed run will redo."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+    checkpoint.atomic_write_bytes(path, ("\n".join(kept) + "\n" if kept else "").encode())
+
+
+def save_previews(out: Path, preview_a: torch.Tensor, preview_b: torch.Tensor, names: tuple[str, str]) -> None:
+    """The fixed inputs of the sample grids, kept as PNGs so `munit interpolate` can reuse them."""
+    for domain, batch in (("A", preview_a), ("B", preview_b)):
+        folder = out / "preview" / domain
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, x in enumerate(batch):
+            images.save_png(x, folder / f"{i:02d}.png")
+
+
+# ---------------------------------------------------------------------------------------------
+# The two updates
+
+
+def dis_update(gen, dis, opt_dis, x_a, x_b, s_a, s_b, autocast) -> torch.Tensor:
+    """Discriminators see real images and translations made with fresh random styles."""
+    with torch.no_grad(), autocast():
+        g = dist.unwrap(gen)
+        c_a, c_b = g.gen_a.content_encoder(x_a), g.gen_b.content_encoder(x_b)
+        x_ba, x_ab = g.gen_a.decode(c_b, s_a), g.gen_b.decode(c_a, s_b)
+    opt_dis.zero_grad(set_to_none=True)
+    with autocast():
+        out = dis(x_a, x_ba.detach(), x_b, x_ab.detach())
+        loss = losses.dis_loss(out["real_a"], out["fake_a"]) + losses.dis_loss(out["real_b"], out["fake_b"])
+    loss.backward()
+    opt_dis.step()
+    return loss.detach()
+
+
+def gen_update(gen, dis, opt_gen, x_a, x_b, s_a, s_b, cfg: Config, vgg, autocast) -> dict[str, torch.Tensor]:
+    """Both generators in one objective: adversarial + image, content, style (+ cycle, perceptual)."""
+    opt_gen.zero_grad(set_to_none=True)
+    d = dist.unwrap(dis)
+    with autocast():
+        out = gen(x_a, x_b, s_a, s_b, cycle=cfg.loss.recon_x_cyc_w > 0)
+        with frozen(d):
+            adv_a = losses.gen_adv_loss(d.dis_a(out["x_ba"]))
+            adv_b = losses.gen_adv_loss(d.dis_b(out["x_ab"]))
+        terms = losses.generator_terms(out, x_a, x_b, adv_a, adv_b, vgg)
+        total = losses.total_generator_loss(terms, cfg.loss)
+    total.backward()
+    opt_gen.step()
+    return {"gen_total": total.detach(), **{k: v.detach() for k, v in terms.items()}}
+
+
+# ---------------------------------------------------------------------------------------------
+# Sample grids
+
+
+@torch.no_grad()
+def sample_grid(gen, preview_a, preview_b, fixed_s_a, fixed_s_b, random_s_a, random_s_b) -> torch.Tensor:
+    """Per preview input, one row: input, reconstruction, translation with a fixed style and with a
+    random style; A->B rows first, then B->A."""
+    g = dist.unwrap(gen)
+    rows = []
+    for x, src, dst, s_fixed, s_rand in (
+        (preview_a, g.gen_a, g.gen_b, fixed_s_b, random_s_b),
+        (preview_b, g.gen_b, g.gen_a, fixed_s_a, random_s_a),
+    ):
+        c, s = src.encode(x)
+        n = x.shape[0]
+        recon = src.decode(c, s)
+        fixed = dst.decode(c, s_fixed[:1].expand(n, -1))
+        rand = dst.decode(c, s_rand[:n])
+        rows.append(torch.stack([x, recon, fixed, rand], dim=1).flatten(0, 1))
+    return torch.cat(rows).float().cpu()
+
+
+def write_grid(path: Path, batch: torch.Tensor, columns: int) -> None:
+    from torchvision.utils import make_grid
+
+    grid = make_grid(batch.clamp(-1, 1), nrow=columns, padding=2, pad_value=1.0)
+    images.save_png(grid, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+def run(
+    cfg: Config,
+    data_paths: list[Path],
+    out: Path,
+    names: tuple[str, str] | None = None,
+    resume: str | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Train MUNIT on two unpaired domains into the run folder `out`; returns a summary."""
+    ctx = dist.context()
+    out = Path(out)
+    source_a, source_b = data.open_sources(data_paths, cfg.data, cfg.model.input_dim)
+    names = names or (source_a.name, source_b.name)
+    device = pick_device(cfg.train.device) if ctx.world == 1 else ctx.device
+    vgg = losses.VGGPerceptual(cfg.loss.vgg_weights).to(device) if cfg.loss.vgg_w > 0 else None
+
+    if ctx.is_main:
+        info = prepare_run_dir(out, cfg, names, resume, overwrite)
+    dist.barrier()
+    if not ctx.is_main:
+        stored = json.loads((out / RUN_FILE).read_text())
+        info = RunInfo(tuple(stored["names"]), stored["run_id"])
+    names = info.names
+    fingerprint = checkpoint.model_fingerprint(info.run_id, cfg)
+
+    lock = run_lock(out) if ctx.is_main else nullcontext()
+    with lock:
+        return _train(cfg, ctx, out, source_a, source_b, names, fingerprint, device, vgg, resume)
+
+
+def _train(cfg, ctx, out, source_a, source_b, names, fingerprint, device, vgg, resume) -> dict[str, Any]:
+    torch.manual_seed(cfg.train.seed)
+    gen, dis = models.build(cfg.model)
+    gen.to(device)
+    dis.to(device)
+    opt_gen = make_optimizer(gen.parameters(), cfg)
+    opt_dis = make_optimizer(dis.parameters(), cfg)
+
+    start = 0
+    state_path = find_resume_state(out, resume) if resume else None
+    if state_path is not None:
+        gen_path = state_path.with_name(state_path.name.replace("state_", "gen_"))
+        loaded = checkpoint.load_generator(gen_path, device)
+        gen.load_state_dict(loaded.model.state_dict())
+        start = checkpoint.load_state(state_path, dis, opt_gen, opt_dis)["step"]
+        if ctx.is_main:
+            truncate_metrics(out / "metrics.jsonl", start)
+            err.print(f"resuming from step {start} ({state_path})")
+    elif resume and resume != "auto":
+        raise MunitError(f"--resume {resume}: not a checkpoint")
+
+    gen_ddp, dis_ddp = dist.wrap(gen, device), dist.wrap(dis, device)
+    shard = data.Shard(ctx.rank, ctx.world)
+    bs = cfg.train.batch_size
+    stream_a = data.DomainStream(source_a, cfg.data, bs, cfg.train.seed, "a", shard)
+    stream_b = data.DomainStream(source_b, cfg.data, bs, cfg.train.seed, "b", shard)
+    loader = data.Prefetcher(lambda step: (stream_a.batch(step), stream_b.batch(step)), start, cfg.data.num_workers)
+
+    preview_a = data.preview_batch(source_a, cfg.data, cfg.train.num_preview).to(device)
+    preview_b = data.preview_batch(source_b, cfg.data, cfg.train.num_preview).to(device)
+    g_fixed = torch.Generator().manual_seed(hash_seed(cfg.train.seed, "fixed-style"))
+    fixed_s_a = torch.randn(1, cfg.model.style_dim, generator=g_fixed).to(device)
+    fixed_s_b = torch.randn(1, cfg.model.style_dim, generator=g_fixed).to(device)
+    if ctx.is_main:
+        save_previews(out, preview_a, preview_b, names)
+        (out / "samples").mkdir(exist_ok=True)
+        (out / checkpoint.CHECKPOINT_DIR).mkdir(exist_ok=True)
+
+    use_bf16 = cfg.train.precision == "bf16"
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+
+    def save(step: int) -> Path:
+        gen_path, state_path = checkpoint.checkpoint_paths(out, step)
+        if ctx.is_main:
+            checkpoint.save_generator(gen_path, gen, cfg, names, step, fingerprint)
+            checkpoint.save_state(state_path, dis, opt_gen, opt_dis, cfg, names, step, {"fingerprint": fingerprint})
+            checkpoint.prune(out, cfg.train.keep_checkpoints)
+        dist.barrier()
+        return gen_path
+
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    last_logged: dict[str, float] = {}
+    metrics_file = out / "metrics.jsonl"
+    t0 = time.perf_counter()
+    step = start
+    global_bs = bs * ctx.world
+    if ctx.is_main:
+        err.print(
+            f"training {names[0]} <-> {names[1]} on {device} ({cfg.preset} preset, "
+            f"global batch {global_bs}, {cfg.train.iters} iterations) into {out}"
+        )
+    saved_at = start
+    with SignalGuard() as guard, progress("train", cfg.train.iters, start, enabled=ctx.is_main) as bar:
+        try:
+            while step < cfg.train.iters:
+                x_a, x_b = loader.get(step)
+                x_a, x_b = x_a.to(device, non_blocking=True), x_b.to(device, non_blocking=True)
+                lr = learning_rate(cfg, step)
+                for opt in (opt_gen, opt_dis):
+                    for group in opt.param_groups:
+                        group["lr"] = lr
+                g = step_generator(cfg.train.seed, step, device)
+                style_dim = cfg.model.style_dim
+                s_a, s_b = (sample_styles(g, bs, style_dim, shard, device) for _ in range(2))
+                loss_d = dis_update(gen_ddp, dis_ddp, opt_dis, x_a, x_b, s_a, s_b, autocast)
+                s_a, s_b = (sample_styles(g, bs, style_dim, shard, device) for _ in range(2))
+                terms = gen_update(gen_ddp, dis_ddp, opt_gen, x_a, x_b, s_a, s_b, cfg, vgg, autocast)
+                step += 1
+
+                terms["dis_total"] = loss_d
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0) + v.float()
+                count += 1
+                if step % cfg.train.log_every == 0 or step == cfg.train.iters:
+                    last_logged = {k: (v / count).item() for k, v in sums.items()}
+                    sums, count = {}, 0
+                    _check_finite(last_logged, step, out, saved_at)
+                    if ctx.is_main:
+                        record = {"step": step, "lr": lr, "time": round(time.perf_counter() - t0, 3), **last_logged}
+                        with open(metrics_file, "a") as f:
+                            f.write(json.dumps(record) + "\n")
+                        if not is_tty():
+                            err.print(
+                                f"step {step}/{cfg.train.iters}  D {last_logged['dis_total']:.3f}  "
+                                f"G {last_logged['gen_total']:.3f}"
+                            )
+                bar.update(1, status=_status(last_logged))
+                if ctx.is_main and (step % cfg.train.sample_every == 0 or step == cfg.train.iters):
+                    rs = torch.Generator().manual_seed(hash_seed(cfg.train.seed, "sample", step))
+                    rand_a = torch.randn(preview_b.shape[0], style_dim, generator=rs).to(device)
+                    rand_b = torch.randn(preview_a.shape[0], style_dim, generator=rs).to(device)
+                    grid = sample_grid(gen, preview_a, preview_b, fixed_s_a, fixed_s_b, rand_a, rand_b)
+                    write_grid(out / "samples" / f"step_{step:08d}.png", grid, 4)
+                if step % cfg.train.checkpoint_every == 0 or step == cfg.train.iters:
+                    _check_finite_params(gen, step, out, saved_at)
+                    save(step)
+                    saved_at = step
+                if guard.signum is not None:
+                    break
+        finally:
+            loader.close()
+
+        if guard.signum is not None:
+            if saved_at != step:
+                _check_finite_params(gen, step, out, saved_at)
+                save(step)
+            sig = signal.Signals(guard.signum).name
+            raise Interrupted(f"{sig}: stopped at step {step}; saved {out}/checkpoints (resume with --resume auto)", guard.signum)
+
+    gen_path = checkpoint.checkpoint_paths(out, step)[0]
+    return {
+        "run": str(out),
+        "step": step,
+        "generator": str(gen_path),
+        "samples": str(out / "samples"),
+        "names": list(names),
+        "losses": last_logged,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def _status(logged: dict[str, float]) -> str:
+    if not logged:
+        return ""
+    return f"D {logged['dis_total']:.3f}  G {logged['gen_total']:.3f}  x {logged['recon_x_a']:.3f}"
+
+
+def _check_finite(logged: dict[str, float], step: int, out: Path, saved_at: int) -> None:
+    bad = [k for k, v in logged.items() if not math.isfinite(v)]
+    if bad:
+        raise MunitError(
+            f"loss became NaN/Inf at step {step} ({', '.join(bad)}); stopped without saving it",
+            hint=f"the last good checkpoint is step {saved_at} in {out}/checkpoints; try a lower lr or --precision fp32",
+        )
+
+
+def _check_finite_params(gen: torch.nn.Module, step: int, out: Path, saved_at: int) -> None:
+    if not all(torch.isfinite(p).all() for p in gen.parameters()):
+        _check_finite({"weights": math.nan}, step, out, saved_at)
