@@ -129,8 +129,17 @@ def generator_metadata(cfg, names, step: int, fingerprint: str, **extra: str) ->
     }
 
 
-def save_generator(path: Path, gen: torch.nn.Module, cfg, names, step: int, fingerprint: str) -> None:
-    save_tensors(path, gen.state_dict(), generator_metadata(cfg, names, step, fingerprint))
+EMA_PREFIX = "ema."
+
+
+def save_generator(
+    path: Path, gen: torch.nn.Module, cfg, names, step: int, fingerprint: str, ema: torch.nn.Module | None = None
+) -> None:
+    """Both generators; with `ema`, its averaged weights too (keys prefixed `ema.`)."""
+    tensors = dict(gen.state_dict())
+    if ema is not None:
+        tensors.update({EMA_PREFIX + k: v for k, v in ema.state_dict().items()})
+    save_tensors(path, tensors, generator_metadata(cfg, names, step, fingerprint, has_ema=str(ema is not None).lower()))
 
 
 def parse_metadata(path: Path, metadata: dict[str, str]) -> tuple[config_mod.Config, tuple[str, str], int]:
@@ -165,14 +174,22 @@ def load_state_dict_checked(module: torch.nn.Module, tensors: dict[str, torch.Te
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
 
 
-def load_generator(path: Path, device: str | torch.device = "cpu") -> LoadedGenerator:
+def split_ema(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    raw = {k: v for k, v in tensors.items() if not k.startswith(EMA_PREFIX)}
+    ema = {k[len(EMA_PREFIX) :]: v for k, v in tensors.items() if k.startswith(EMA_PREFIX)}
+    return raw, ema
+
+
+def load_generator(path: Path, device: str | torch.device = "cpu", use_ema: bool = True) -> LoadedGenerator:
+    """The generators for inference: the EMA weights when the file has them and `use_ema`."""
     from munit_cli.models import MUNIT
 
     path = Path(path)
     tensors, metadata = read_tensors(path, GENERATOR_KIND)
     cfg, names, step = parse_metadata(path, metadata)
+    raw, ema = split_ema(tensors)
     model = MUNIT(cfg.model)
-    load_state_dict_checked(model, tensors, path)
+    load_state_dict_checked(model, ema if (use_ema and ema) else raw, path)
     model.to(device).eval().requires_grad_(False)
     return LoadedGenerator(model, cfg, names, step, metadata.get("fingerprint", ""), path, metadata)
 

@@ -76,6 +76,8 @@ class TrainConfig:
     checkpoint_every: int = 10_000
     keep_checkpoints: int = 3
     num_preview: int = 4  # fixed inputs per domain shown in the sample grids
+    ema_decay: float = 0.999  # moving average of the generators' weights (0 turns it off)
+    ema_start: int = 1000  # copy the weights until this step, average after it
 
 
 @dataclass
@@ -131,6 +133,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "log_every": 50,
             "sample_every": 500,
             "checkpoint_every": 500,
+            "ema_decay": 0.99,
+            "ema_start": 500,
         },
         "optim": {"lr": 2e-4, "lr_step": 100_000, "weight_decay": 1e-4},
     },
@@ -275,6 +279,8 @@ def validate(cfg: Config) -> None:
         raise UsageError("train.iters must be >= 0 and train.batch_size >= 1")
     if t.precision not in ("fp32", "bf16"):
         raise UsageError(f"train.precision must be fp32 or bf16, got {t.precision!r}")
+    if not 0 <= t.ema_decay < 1:
+        raise UsageError(f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
     for name in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
         if getattr(t, name) < 1:
             raise UsageError(f"train.{name} must be at least 1")

@@ -83,6 +83,25 @@ def sample_styles(g: torch.Generator, n: int, style_dim: int, shard: data.Shard,
     return s[shard.rank * n : (shard.rank + 1) * n].to(device)
 
 
+class EMA:
+    """Exponential moving average of the generators' weights; inference prefers it (smoother results).
+    Until `start` it copies the weights, so early noise is not averaged in."""
+
+    def __init__(self, gen: torch.nn.Module, decay: float, start: int):
+        import copy
+
+        self.model = copy.deepcopy(gen).requires_grad_(False)
+        self.decay, self.start = decay, start
+
+    @torch.no_grad()
+    def update(self, gen: torch.nn.Module, step: int) -> None:
+        ema, live = list(self.model.parameters()), list(gen.parameters())
+        if step <= self.start:
+            torch._foreach_copy_(ema, live)
+        else:
+            torch._foreach_lerp_(ema, live, 1.0 - self.decay)
+
+
 @contextmanager
 def frozen(module: torch.nn.Module) -> Iterator[None]:
     """No gradients into `module` while the generator update reads the discriminators."""
@@ -313,12 +332,16 @@ def _train(cfg, ctx, out, source_a, source_b, names, fingerprint, device, vgg, r
     opt_gen = make_optimizer(gen.parameters(), cfg)
     opt_dis = make_optimizer(dis.parameters(), cfg)
 
+    ema = EMA(gen, cfg.train.ema_decay, cfg.train.ema_start) if cfg.train.ema_decay > 0 else None
+
     start = 0
     state_path = find_resume_state(out, resume) if resume else None
     if state_path is not None:
         gen_path = state_path.with_name(state_path.name.replace("state_", "gen_"))
-        loaded = checkpoint.load_generator(gen_path, device)
-        gen.load_state_dict(loaded.model.state_dict())
+        raw, averaged = checkpoint.split_ema(checkpoint.read_tensors(gen_path, checkpoint.GENERATOR_KIND)[0])
+        checkpoint.load_state_dict_checked(gen, raw, gen_path)
+        if ema is not None:
+            checkpoint.load_state_dict_checked(ema.model, averaged or raw, gen_path)
         start = checkpoint.load_state(state_path, dis, opt_gen, opt_dis)["step"]
         if ctx.is_main:
             truncate_metrics(out / "metrics.jsonl", start)
@@ -351,7 +374,7 @@ def _train(cfg, ctx, out, source_a, source_b, names, fingerprint, device, vgg, r
     def save(step: int) -> Path:
         gen_path, state_path = checkpoint.checkpoint_paths(out, step)
         if ctx.is_main:
-            checkpoint.save_generator(gen_path, gen, cfg, names, step, fingerprint)
+            checkpoint.save_generator(gen_path, gen, cfg, names, step, fingerprint, ema.model if ema else None)
             checkpoint.save_state(state_path, dis, opt_gen, opt_dis, cfg, names, step, {"fingerprint": fingerprint})
             checkpoint.prune(out, cfg.train.keep_checkpoints)
         dist.barrier()
@@ -386,6 +409,8 @@ def _train(cfg, ctx, out, source_a, source_b, names, fingerprint, device, vgg, r
                 s_a, s_b = (sample_styles(g, bs, style_dim, shard, device) for _ in range(2))
                 terms = gen_update(gen_ddp, dis_ddp, opt_gen, x_a, x_b, s_a, s_b, cfg, vgg, autocast)
                 step += 1
+                if ema is not None:
+                    ema.update(gen, step)
 
                 terms["dis_total"] = loss_d
                 for k, v in terms.items():
@@ -409,7 +434,7 @@ def _train(cfg, ctx, out, source_a, source_b, names, fingerprint, device, vgg, r
                     rs = torch.Generator().manual_seed(hash_seed(cfg.train.seed, "sample", step))
                     rand_a = torch.randn(preview_b.shape[0], style_dim, generator=rs).to(device)
                     rand_b = torch.randn(preview_a.shape[0], style_dim, generator=rs).to(device)
-                    grid = sample_grid(gen, preview_a, preview_b, fixed_s_a, fixed_s_b, rand_a, rand_b)
+                    grid = sample_grid(ema.model if ema else gen, preview_a, preview_b, fixed_s_a, fixed_s_b, rand_a, rand_b)
                     write_grid(out / "samples" / f"step_{step:08d}.png", grid, 4)
                 if step % cfg.train.checkpoint_every == 0 or step == cfg.train.iters:
                     _check_finite_params(gen, step, out, saved_at)
