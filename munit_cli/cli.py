@@ -136,6 +136,7 @@ def train(
     names: Optional[str] = typer.Option(None, help="Domain names 'A,B' (default: the folder names)."),
     resume: Optional[str] = typer.Option(None, help="'auto' (newest good checkpoint in --out) or a state .safetensors file."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over in a non-empty --out folder."),
+    gpus: int = typer.Option(1, "--gpus", help="Local worker processes (DistributedDataParallel via torchrun); with --device cpu, CPU workers."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Train MUNIT on two unpaired image folders.  [dim]munit train ./A ./B --out runs/x[/dim]"""
@@ -153,8 +154,28 @@ def train(
         "data__load_size": size,
     }
     cfg = config_from_flags(preset, config_file, sets, **flags)
+    if gpus > 1:
+        _launch_workers(gpus, cfg, data, out, names, resume, overwrite)
+        return
     summary = train_mod.run(cfg, data, out, names=parse_names(names), resume=resume, overwrite=overwrite)
-    _print_summary(summary, json_out)
+    if summary["rank"] == 0:
+        _print_summary(summary, json_out)
+
+
+def _launch_workers(gpus, cfg, data, out, names, resume, overwrite) -> None:
+    """Hand the resolved config to `gpus` torchrun workers (each runs `munit train` itself)."""
+    import tempfile
+
+    from munit_cli import dist
+
+    with tempfile.TemporaryDirectory(prefix="munit-") as tmp:
+        resolved = Path(tmp) / "config.toml"
+        resolved.write_text(cfg.to_toml())
+        args = [*map(str, data), "--out", str(out), "--config", str(resolved)]
+        args += ["--names", names] if names else []
+        args += ["--resume", resume] if resume else []
+        args += ["--overwrite"] if overwrite else []
+        dist.launch(gpus, args, cpu=cfg.train.device == "cpu")
 
 
 def _print_summary(summary: dict[str, Any], json_out: bool) -> None:

@@ -303,7 +303,7 @@ def run(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train MUNIT on two unpaired domains into the run folder `out`; returns a summary."""
-    ctx = dist.context()
+    ctx = dist.context(cfg.train.device)
     out = Path(out)
     source_a, source_b = data.open_sources(data_paths, cfg.data, cfg.model.input_dim)
     names = names or (source_a.name, source_b.name)
@@ -416,8 +416,9 @@ def _train(cfg, ctx, out, source_a, source_b, names, fingerprint, device, vgg, r
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0) + v.float()
                 count += 1
-                if step % cfg.train.log_every == 0 or step == cfg.train.iters:
-                    last_logged = {k: (v / count).item() for k, v in sums.items()}
+                at_log = step % cfg.train.log_every == 0 or step == cfg.train.iters
+                if at_log:
+                    last_logged = dist.mean_of({k: (v / count).item() for k, v in sums.items()})
                     sums, count = {}, 0
                     _check_finite(last_logged, step, out, saved_at)
                     if ctx.is_main:
@@ -440,7 +441,9 @@ def _train(cfg, ctx, out, source_a, source_b, names, fingerprint, device, vgg, r
                     _check_finite_params(gen, step, out, saved_at)
                     save(step)
                     saved_at = step
-                if guard.signum is not None:
+                # Ranks must stop at the same step, so under DDP they agree at log intervals only.
+                if (at_log or ctx.world == 1) and dist.any_rank(guard.signum is not None):
+                    guard.signum = guard.signum or signal.SIGTERM
                     break
         finally:
             loader.close()
@@ -452,8 +455,13 @@ def _train(cfg, ctx, out, source_a, source_b, names, fingerprint, device, vgg, r
             sig = signal.Signals(guard.signum).name
             raise Interrupted(f"{sig}: stopped at step {step}; saved {out}/checkpoints (resume with --resume auto)", guard.signum)
 
+    if not dist.ranks_agree(gen):
+        raise MunitError("distributed workers ended with different weights (a bug: please report it)")
     gen_path = checkpoint.checkpoint_paths(out, step)[0]
     return {
+        "rank": ctx.rank,
+        "world_size": ctx.world,
+        "global_batch": global_bs,
         "run": str(out),
         "step": step,
         "generator": str(gen_path),
