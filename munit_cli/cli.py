@@ -155,14 +155,14 @@ def train(
     }
     cfg = config_from_flags(preset, config_file, sets, **flags)
     if gpus > 1:
-        _launch_workers(gpus, cfg, data, out, names, resume, overwrite)
+        _launch_workers(gpus, cfg, data, out, names, resume, overwrite, json_out)
         return
     summary = train_mod.run(cfg, data, out, names=parse_names(names), resume=resume, overwrite=overwrite)
     if summary["rank"] == 0:
         _print_summary(summary, json_out)
 
 
-def _launch_workers(gpus, cfg, data, out, names, resume, overwrite) -> None:
+def _launch_workers(gpus, cfg, data, out, names, resume, overwrite, json_out) -> None:
     """Hand the resolved config to `gpus` torchrun workers (each runs `munit train` itself)."""
     import tempfile
 
@@ -175,6 +175,7 @@ def _launch_workers(gpus, cfg, data, out, names, resume, overwrite) -> None:
         args += ["--names", names] if names else []
         args += ["--resume", resume] if resume else []
         args += ["--overwrite"] if overwrite else []
+        args += ["--json"] if json_out else []
         dist.launch(gpus, args, cpu=cfg.train.device == "cpu")
 
 
