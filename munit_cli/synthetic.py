@@ -45,8 +45,8 @@ def make_shapes(
     out: Path, n_train: int = 400, n_test: int = 16, size: int = 64, seed: int = 0, channels: int = 3
 ) -> dict:
     """Write trainA/B, testA/B and masks/<split> as PNGs under `out`; return the counts and folders."""
-    if n_train < 0 or n_test < 0:
-        raise UsageError("synthetic image counts must be 0 or more")
+    if n_train < 0 or n_test < 0 or seed < 0:
+        raise UsageError("synthetic image counts and seed must be 0 or more")
     if size < 16:
         raise UsageError(f"synthetic image size must be at least 16, got {size}")
     if channels not in (1, 3):

@@ -114,7 +114,7 @@ def test_outline_and_fill_differ_in_style(shapes):
     assert not np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("kwargs", [{"n_train": -1}, {"size": 8}, {"channels": 2}])
+@pytest.mark.parametrize("kwargs", [{"n_train": -1}, {"seed": -1}, {"size": 8}, {"channels": 2}])
 def test_bad_arguments(tmp_path, kwargs):
     with pytest.raises(UsageError):
         make_shapes(tmp_path, **kwargs)
