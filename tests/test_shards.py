@@ -1,0 +1,58 @@
+import pickle
+
+import pytest
+import torch
+
+from munit_cli import shards
+from munit_cli.errors import MunitError
+from munit_cli.shards import PackedDomain, write_packed
+
+
+def varied_images(count: int) -> list[tuple[str, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(0)
+    return [
+        (f"{i:03d}.png", torch.randint(0, 256, (3, 8 + i % 3, 10 - i % 2), dtype=torch.uint8, generator=gen))
+        for i in range(count)
+    ]
+
+
+def test_round_trip_across_shards_of_varied_sizes(tmp_path):
+    items = varied_images(25)
+    index = write_packed(iter(items), tmp_path / "p", shard_bytes=3 * 10 * 10 * 4)
+    assert [s["count"] for s in index["shards"]] == [4] * 6 + [1]
+    packed = PackedDomain(tmp_path / "p")
+    assert len(packed) == 25 and packed.names == [n for n, _ in items] and packed.channels == 3
+    for i, (_, tensor) in enumerate(items):
+        assert torch.equal(packed[i], tensor) and packed[i].dtype == torch.uint8
+    assert torch.equal(packed[-1], items[-1][1]) and torch.equal(packed.get(3), items[3][1])
+    with pytest.raises(IndexError):
+        packed[25]
+    assert torch.equal(pickle.loads(pickle.dumps(packed))[7], items[7][1])  # for DataLoader workers
+
+
+def test_repack_replaces_old_shards(tmp_path):
+    write_packed(iter(varied_images(6)), tmp_path / "p")
+    write_packed(iter(varied_images(2)), tmp_path / "p")
+    assert len(list((tmp_path / "p").glob("*.safetensors"))) == 1
+    assert len(PackedDomain(tmp_path / "p")) == 2
+
+
+def test_bad_inputs_and_indexes(tmp_path):
+    with pytest.raises(MunitError, match="different channel counts"):
+        write_packed([("a", torch.zeros(3, 2, 2, dtype=torch.uint8)), ("b", torch.zeros(1, 2, 2, dtype=torch.uint8))], tmp_path / "mixed")
+    with pytest.raises(MunitError, match="uint8"):
+        write_packed([("a", torch.zeros(3, 2, 2))], tmp_path / "float")
+    with pytest.raises(MunitError, match="no index.json"):
+        PackedDomain(tmp_path / "nothing")
+    folder = tmp_path / "future"
+    write_packed(iter(varied_images(1)), folder)
+    (folder / "index.json").write_text((folder / "index.json").read_text().replace('"version": 1', '"version": 99'))
+    with pytest.raises(MunitError, match="version 99"):
+        PackedDomain(folder)
+
+
+def test_find_packed(tmp_path):
+    assert shards.find_packed(tmp_path) is None
+    for name in ("trainA", "trainB"):
+        write_packed(iter(varied_images(1)), tmp_path / "packed" / name)
+    assert shards.find_packed(tmp_path) == (tmp_path / "packed" / "trainA", tmp_path / "packed" / "trainB")
