@@ -19,6 +19,12 @@ class UsageError(MunitError):
     exit_code = 2
 
 
+class PartialFailure(MunitError):
+    """Some inputs failed while the others were processed (exit 3, reported after the work is done)."""
+
+    exit_code = 3
+
+
 class Interrupted(MunitError):
     """Stopped by a signal after saving state: 130 for SIGINT, 143 for SIGTERM."""
 

@@ -12,7 +12,7 @@ import re
 import uuid
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Union
+from typing import TYPE_CHECKING, Literal, Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -168,10 +168,15 @@ def resize_shorter(img: Image.Image, size: int) -> Image.Image:
     width, height = img.size
     scale = size / min(width, height)
     target = (size, max(1, round(height * scale))) if width <= height else (max(1, round(width * scale)), size)
-    if target == img.size:
+    return resize(img, target)
+
+
+def resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Scale to exactly (width, height) (Lanczos, antialiased); the same image when already that size."""
+    if tuple(size) == img.size:
         return img
     # reducing_gap first box-reduces by an integer factor: much faster, visually identical.
-    return img.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return img.resize(tuple(size), Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
 def center_crop(img: Image.Image, size: int) -> Image.Image:
@@ -226,6 +231,24 @@ def png_bytes(image: ImageLike) -> bytes:
 def save_png(image: ImageLike, path: Path) -> Path:
     path = Path(path)
     write_atomic(path, png_bytes(image))
+    return path
+
+
+def gif_bytes(frames: Sequence[Image.Image], fps: float) -> bytes:
+    """An endlessly looping animated GIF. Pillow merges identical consecutive frames into one
+    longer frame, so a still animation has fewer frames than given."""
+    if not frames:
+        raise MunitError("an animated GIF needs at least one frame")
+    buffer = io.BytesIO()
+    frames[0].save(
+        buffer, format="GIF", save_all=True, append_images=list(frames[1:]), duration=round(1000 / fps), loop=0
+    )
+    return buffer.getvalue()
+
+
+def save_gif(frames: Sequence[Image.Image], path: Path, fps: float) -> Path:
+    path = Path(path)
+    write_atomic(path, gif_bytes(frames, fps))
     return path
 
 
