@@ -23,6 +23,7 @@ from munit_cli.errors import MunitError
 FORMAT_VERSION = "1"
 GENERATOR_KIND = "munit-generator"
 STATE_KIND = "munit-train-state"
+BUNDLE_KIND = "munit-bundle"  # written by `munit export`: one set of generator weights, any dtype
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^(gen|state)_(\d{8,})\.safetensors$")
 
@@ -181,11 +182,13 @@ def split_ema(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor]
 
 
 def load_generator(path: Path, device: str | torch.device = "cpu", use_ema: bool = True) -> LoadedGenerator:
-    """The generators for inference: the EMA weights when the file has them and `use_ema`."""
+    """The generators for inference, from a generator file (its EMA weights when it has them and
+    `use_ema`) or an export bundle. Weights always load as float32, so a float16 or bfloat16 bundle
+    runs on any CPU; the bundle's own dtype stays in `metadata['dtype']`."""
     from munit_cli.models import MUNIT
 
     path = Path(path)
-    tensors, metadata = read_tensors(path, GENERATOR_KIND)
+    tensors, metadata = read_tensors(path, (GENERATOR_KIND, BUNDLE_KIND))
     cfg, names, step = parse_metadata(path, metadata)
     raw, ema = split_ema(tensors)
     model = MUNIT(cfg.model)
