@@ -42,6 +42,7 @@ from munit_cli import synthetic
 from munit_cli.errors import Interrupted, MunitError, UsageError
 from munit_cli.images import (
     DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
     ImageError,
     center_crop,
     display_path,
@@ -307,8 +308,8 @@ def _run_folders(
     except BrokenProcessPool:
         _write_manifest(out, header, entries, complete=False)
         raise MunitError(
-            "a decoding worker process died (out of memory?); finished images are kept",
-            hint="run the same command again to continue, or pass --workers 1",
+            "a decoding worker process stopped unexpectedly; finished images are kept",
+            hint="run the same command again to continue, or pass --workers 1 (a worker may have run out of memory)",
         ) from None
 
     _dedupe(entries)
@@ -325,7 +326,13 @@ def _run_folders(
 def _scan(sources: dict[str, Path]) -> list[SourceFile]:
     found = []
     for domain, root in sources.items():
-        for path in list_images(root):
+        paths = list_images(root)
+        if not paths:
+            raise MunitError(
+                f"{display_path(root)}: no images found",
+                hint=f"looked for {', '.join(sorted(IMAGE_EXTENSIONS))} files, recursively",
+            )
+        for path in paths:
             try:
                 st = path.stat()
                 size, mtime = st.st_size, st.st_mtime_ns

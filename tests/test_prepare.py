@@ -21,7 +21,7 @@ from crafted import (
 from PIL import Image
 
 from munit_cli import images, prepare
-from munit_cli.errors import Interrupted, UsageError
+from munit_cli.errors import Interrupted, MunitError, UsageError
 from munit_cli.shards import PackedDomain
 
 EMOJI = Path(__file__).resolve().parents[2] / "shared" / "data" / "emoji64"
@@ -258,6 +258,8 @@ def test_output_folder_safety(tmp_path, two_folders):
         run(a, b, foreign)
     run(a, b, foreign, overwrite=True)
     assert (foreign / "notes.txt").read_bytes() == b"keep me" and len(os.listdir(foreign / "trainA")) > 0
+    with pytest.raises(MunitError, match="no images found"):
+        run(a, fill(tmp_path / "empty", {"readme.txt": b"hi"}), tmp_path / "out")
     with pytest.raises(UsageError, match="inside the source folder"):
         run(a, b, a / "out")
     assert sorted(os.listdir(a)) == sorted(good_files(0, 12))  # sources untouched

@@ -1,4 +1,6 @@
+import importlib.util
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -56,3 +58,13 @@ def test_find_packed(tmp_path):
     for name in ("trainA", "trainB"):
         write_packed(iter(varied_images(1)), tmp_path / "packed" / name)
     assert shards.find_packed(tmp_path) == (tmp_path / "packed" / "trainA", tmp_path / "packed" / "trainB")
+
+
+def test_data_loading_benchmark_runs_on_a_tiny_set():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "data_loading.py"
+    spec = importlib.util.spec_from_file_location("data_loading", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.run_benchmark(size=32, crop=32, count=6, batch_size=2, seconds=0.3, rounds=1)
+    assert [name.split()[0] for name, *_ in rows] == ["PNG", "JPEG", "packed"]
+    assert all(n == 6 and wall > 0 and cpu > 0 for _, n, wall, cpu in rows)
