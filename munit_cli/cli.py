@@ -69,11 +69,14 @@ def report_errors(fn: Callable) -> Callable:
 
 
 def fail(exc: MunitError) -> None:
+    from rich.markup import escape
+
     from munit_cli.console import err
 
-    err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+    # escaped: messages hold paths and hints like 'munit-cli[export]' that rich would read as tags
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
     if exc.hint:
-        err.print(f"  hint: {exc.hint}", highlight=False, soft_wrap=True)
+        err.print(f"  hint: {escape(exc.hint)}", highlight=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
 
 
@@ -215,6 +218,48 @@ def demo(
         err.print("[bold green]demo finished[/]")
         for key, value in result.items():
             err.print(f"  {key}: {value}")
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  munit export runs/shoes/checkpoints/gen_00100000.safetensors --out export/\n\n"
+    "  munit export gen.safetensors --format bundle --dtype float16 --out export/\n\n"
+    "  munit export gen.safetensors --format onnx --out export/ --json\n\n"
+    "  munit translate photo.jpg --model export/bundle.safetensors --out out.png\n\n"
+    "  python examples/onnx_translate.py export/ photo.jpg out.png --style-seed 3\n\n"
+    "ONNX needs the optional extra: pip install 'munit-cli\\[export]'",
+)
+@report_errors
+def export(
+    model: Path = typer.Argument(..., help="Generator .safetensors file (from training) or an export bundle."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the exported files (created if needed)."),
+    fmt: str = typer.Option(
+        "all", "--format", "-f", help="bundle (one safetensors file for munit), onnx (graphs for onnxruntime) or all."
+    ),
+    dtype: str = typer.Option("float32", help="Bundle weights: float32, float16 or bfloat16 (ONNX is always float32)."),
+    ema: bool = typer.Option(True, "--ema/--no-ema", help="Export the EMA weights when the file has them."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+) -> None:
+    """Export a model as a safetensors bundle and ONNX graphs.  [dim]munit export gen.safetensors --out export/[/dim]"""
+    from munit_cli import export as export_mod
+    from munit_cli.console import err
+
+    summary = export_mod.run(model, out, fmt, dtype, use_ema=ema)
+    if json_out:
+        emit_json(summary)
+        return
+    err.print(f"exported {summary['model']} ({summary['weights']} weights, step {summary['step']})")
+    if "bundle" in summary:
+        bundle = summary["bundle"]
+        err.print(f"  bundle: {bundle['path']} ({bundle['dtype']}, {bundle['bytes'] / 1e6:.1f} MB)")
+    if "onnx" in summary:
+        onnx_info = summary["onnx"]
+        err.print(f"  onnx:   {', '.join(Path(f).name for f in onnx_info['files'])} + {Path(onnx_info['sidecar']).name}")
+        err.print(f"  verified against PyTorch with onnxruntime: max abs difference {onnx_info['max_abs_diff']:.2e}")
 
 
 def main() -> None:
