@@ -6,6 +6,7 @@ mode becomes one clear `ImageError` with a short reason instead of a crash deep 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -256,13 +257,16 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write via a temporary name in the same folder and rename, so an interrupted run never leaves
     a half-written file under the final name."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # A unique hidden name created with open() (not mkstemp) so the file gets the usual umask permissions.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "xb") as fh:
             fh.write(data)
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):  # the folder itself may be what failed
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise MunitError(f"could not write {display_path(path)}: {exc.strerror or exc}") from None
         raise
