@@ -221,6 +221,193 @@ def demo(
 
 
 # ---------------------------------------------------------------------------------------------
+# translate, style, interpolate
+
+
+ModelOpt = typer.Option(
+    None, "--model", "-m", help="Run folder (its newest generator), a generator or bundle .safetensors. Default: $MUNIT_MODEL.", show_default=False
+)
+ToOpt = typer.Option("B", "--to", "-t", help="Target domain: its name or letter (A, B).")
+SizeOpt = typer.Option(None, "--size", help="Work with the shorter side at this many pixels (default: the input's size); outputs keep the input's size.")
+TruncationOpt = typer.Option(1.0, "--truncation", help="Scale sampled styles toward the mean, 0 < PSI <= 1 (smaller: safer, less extreme).", metavar="PSI")
+BatchOpt = typer.Option(1, "--batch-size", "-b", help="Inputs per forward pass (faster on GPUs; pixels may differ by rounding from batch size 1).")
+DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
+
+
+@app.command(
+    epilog="STYLE is seed:N (or seed:N:K), a style file from `munit style`, or a reference image.\n\n"
+    "Examples:\n\n"
+    "  munit translate photo.jpg --to B --model runs/x --num-styles 5 --out out/\n\n"
+    "  munit translate 'shots/*.png' --to painting --style look.safetensors --out out/ --json | jq .path\n\n"
+    "  cat in.png | munit translate - --to B --model runs/x > out.png\n\n"
+    "  munit translate photos/ --to B --style ref.jpg --style seed:3 --grid --out grids/",
+)
+@report_errors
+def translate(
+    inputs: List[str] = typer.Argument(..., help="Image files, folders, globs, or - for image bytes on stdin.", metavar="INPUT"),
+    to: str = ToOpt,
+    model: Optional[str] = ModelOpt,
+    styles: Optional[List[str]] = typer.Option(None, "--style", "-s", help="A style to use (repeatable): seed:N, a style file or a reference image.", metavar="STYLE"),
+    num_styles: Optional[int] = typer.Option(None, "--num-styles", "-n", help="Sample this many random styles (seed:SEED, seed:SEED:1, ...)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampled styles; a style depends only on (seed, its index)."),
+    truncation: float = TruncationOpt,
+    size: Optional[int] = SizeOpt,
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Folder, image file (.png/.jpg), or - for PNG bytes on stdout. Default: stdout for -, else ./translated.", metavar="DIR|FILE|-"),
+    grid: bool = typer.Option(False, "--grid", help="One grid per input (the input, then its translations) instead of separate images."),
+    save_styles: Optional[Path] = typer.Option(None, "--save-styles", help="Also save the style codes used, as style files in this folder.", metavar="DIR"),
+    batch_size: int = BatchOpt,
+    device: str = DeviceOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON record per output (input, style, path) on stdout."),
+) -> None:
+    """Translate images to the other domain.  [dim]munit translate in.jpg --to B --model runs/x[/dim]"""
+    from munit_cli import infer
+
+    summary = infer.translate(
+        inputs,
+        model=model,
+        to=to,
+        styles=styles or (),
+        num_styles=num_styles,
+        seed=seed,
+        truncation=truncation,
+        size=size,
+        out=out,
+        grid=grid,
+        save_styles_to=save_styles,
+        batch_size=batch_size,
+        device=device,
+        on_record=emit_json if json_out else None,
+    )
+    if summary.out != infer.STDIN and not json_out:
+        from munit_cli.console import err
+
+        done = summary.total - len(summary.failed)
+        err.print(f"translated {done} of {summary.total} inputs in {len(summary.styles)} styles -> {summary.out}", highlight=False)
+    summary.raise_for_failures()
+
+
+style_app = typer.Typer(
+    help="Make style codes to reuse with --style.  [dim]munit style sample --seed 7 -o s.safetensors[/dim]",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+app.add_typer(style_app, name="style")
+StyleOutOpt = typer.Option(..., "--out", "-o", help="The style file to write (.safetensors).")
+StyleDomainOpt = typer.Option("B", "--domain", "-d", help="The domain the style is for: its name or letter (A, B).")
+
+
+def _print_path(path: Path, json_out: bool) -> None:
+    if json_out:
+        emit_json({"path": str(path)})
+    else:
+        from munit_cli.console import err
+
+        err.print(f"wrote {path}", highlight=False)
+
+
+@style_app.command(
+    "encode",
+    epilog="Examples:\n\n"
+    "  munit style encode painting.jpg --domain B --model runs/x -o s1.safetensors\n\n"
+    "  munit translate photo.jpg --to B --model runs/x --style s1.safetensors",
+)
+@report_errors
+def style_encode(
+    image: Path = typer.Argument(..., help="A reference image of the domain."),
+    domain: str = StyleDomainOpt,
+    model: Optional[str] = ModelOpt,
+    out: Path = StyleOutOpt,
+    size: Optional[int] = SizeOpt,
+    device: str = DeviceOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print the written path as JSON on stdout."),
+) -> None:
+    """Save the style of a reference image.  [dim]munit style encode ref.jpg --domain B -o s.safetensors[/dim]"""
+    from munit_cli import infer
+
+    _print_path(infer.encode_style_file(image, model=model, domain=domain, out=out, size=size, device=device), json_out)
+
+
+@style_app.command(
+    "sample",
+    epilog="Examples:\n\n"
+    "  munit style sample --seed 7 --model runs/x -o s2.safetensors\n\n"
+    "  munit style sample --seed 7 --index 3 --truncation 0.7 --domain A --model runs/x -o soft.safetensors",
+)
+@report_errors
+def style_sample(
+    seed: int = typer.Option(0, "--seed", help="Seed; the same as --style seed:SEED in translate."),
+    index: int = typer.Option(0, "--index", help="Which style of the seed (seed:SEED:INDEX)."),
+    domain: str = StyleDomainOpt,
+    model: Optional[str] = ModelOpt,
+    out: Path = StyleOutOpt,
+    truncation: float = TruncationOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print the written path as JSON on stdout."),
+) -> None:
+    """Save a random style from N(0, I).  [dim]munit style sample --seed 7 -o s.safetensors[/dim]"""
+    from munit_cli import infer
+
+    path = infer.sample_style_file(model=model, domain=domain, out=out, seed=seed, index=index, truncation=truncation)
+    _print_path(path, json_out)
+
+
+@app.command(
+    epilog="S1 and S2 are style files, reference images or seed:N. Writes OUT/frames/*.png, OUT/strip.png "
+    "and with --gif OUT/interpolation.gif.\n\n"
+    "Examples:\n\n"
+    "  munit interpolate --style-a s1.safetensors --style-b s2.safetensors --model runs/x --gif\n\n"
+    "  munit interpolate photo.jpg --to B --style-a seed:1 --style-b ref.jpg --steps 16 --mode slerp --model runs/x\n\n"
+    "  cat in.png | munit interpolate - --model runs/x --gif --out morph/",
+)
+@report_errors
+def interpolate(
+    input: Optional[str] = typer.Argument(None, help="An image, folder, glob or - (stdin). Default: the run's preview inputs.", metavar="[INPUT]"),
+    to: str = ToOpt,
+    style_a: str = typer.Option("seed:0", "--style-a", help="The first frame's style.", metavar="S1"),
+    style_b: str = typer.Option("seed:1", "--style-b", help="The last frame's style.", metavar="S2"),
+    steps: int = typer.Option(8, "--steps", "-k", help="Frames, both ends included."),
+    mode: str = typer.Option("linear", "--mode", help="linear or slerp (spherical)."),
+    gif: bool = typer.Option(False, "--gif", help="Also write an animated GIF."),
+    fps: float = typer.Option(8.0, "--fps", help="GIF frames per second."),
+    out: Path = typer.Option(Path("interpolation"), "--out", "-o", help="Output folder."),
+    model: Optional[str] = ModelOpt,
+    size: Optional[int] = SizeOpt,
+    truncation: float = TruncationOpt,
+    batch_size: int = BatchOpt,
+    device: str = DeviceOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print the written paths as JSON on stdout."),
+) -> None:
+    """Morph between two styles.  [dim]munit interpolate --style-a s1 --style-b s2 --model runs/x --gif[/dim]"""
+    from munit_cli import infer
+
+    summary = infer.interpolate(
+        input,
+        model=model,
+        to=to,
+        style_a=style_a,
+        style_b=style_b,
+        steps=steps,
+        mode=mode,
+        gif=gif,
+        fps=fps,
+        out=out,
+        size=size,
+        truncation=truncation,
+        batch_size=batch_size,
+        device=device,
+    )
+    if json_out:
+        emit_json(summary.to_dict())
+    else:
+        from munit_cli.console import err
+
+        err.print(f"{len(summary.frames)} frames in {out / 'frames'}", highlight=False)
+        for label, path in (("strip", summary.strip), ("gif", summary.gif)):
+            if path:
+                err.print(f"  {label}: {path}", highlight=False)
+    summary.raise_for_failures()
+
+
+# ---------------------------------------------------------------------------------------------
 # export
 
 
