@@ -36,7 +36,11 @@ def prepared_copies(work: Path, source: Path | None, size: int, count: int) -> d
     common = {"size": size, "test_fraction": 0.0}
     prepare.run(source, other, work / "png", fmt="png", pack=True, **common)
     prepare.run(source, other, work / "jpg", fmt="jpg", quality=95, **common)
-    return {"png": work / "png" / "trainA", "jpg": work / "jpg" / "trainA", "packed": work / "png" / "packed" / "trainA"}
+    return {
+        "png": work / "png" / "trainA",
+        "jpg": work / "jpg" / "trainA",
+        "packed": work / "png" / "packed" / "trainA",
+    }
 
 
 class Meter:
@@ -57,8 +61,13 @@ class Meter:
 
 
 def run_benchmark(
-    source: Path | None = None, size: int = 256, crop: int = 256, count: int = 128, batch_size: int = 8,
-    seconds: float = 3.0, rounds: int = 6,
+    source: Path | None = None,
+    size: int = 256,
+    crop: int = 256,
+    count: int = 128,
+    batch_size: int = 8,
+    seconds: float = 3.0,
+    rounds: int = 6,
 ) -> list[tuple[str, int, float, float]]:
     """(loader, images in the set, images per wall second, images per CPU second) for PNG files,
     JPEG files and packed shards. Loaders take turns in `rounds` slices, so a machine whose load
@@ -92,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = run_benchmark(args.source, args.size, args.crop, args.count, args.batch_size, args.seconds)
-    print(f"{args.size} px images, {args.crop} px crops, batch {args.batch_size}, torch threads {torch.get_num_threads()}")
+    print(f"{args.size} px images, {args.crop} px crops, batch {args.batch_size}, torch threads {args.threads}")
     print(f"{'loader':<30} {'images':>7} {'images/s':>9} {'per CPU s':>10} {'vs PNG':>7}")
     for name, n, wall_rate, cpu_rate in rows:
         print(f"{name:<30} {n:>7} {wall_rate:>9.0f} {cpu_rate:>10.0f} {wall_rate / rows[0][2]:>6.1f}x")

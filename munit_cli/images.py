@@ -12,8 +12,9 @@ import os
 import re
 import uuid
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Sequence, Union
+from typing import TYPE_CHECKING, Literal, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -134,10 +135,8 @@ def _decode(data: bytes, name: str, max_pixels: int) -> Image.Image:
 
 
 def _normalise(img: Image.Image, mode: str, background: tuple[int, int, int], name: str) -> Image.Image:
-    try:
+    with contextlib.suppress(Exception):  # broken EXIF metadata should not discard intact pixels
         img = ImageOps.exif_transpose(img)
-    except Exception:  # noqa: BLE001 - broken EXIF metadata should not discard intact pixels
-        pass
     if img.mode in _HIGH_BIT_MODES:
         img = _to_8bit(img, _HIGH_BIT_MODES[img.mode])
     try:

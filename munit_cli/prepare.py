@@ -131,10 +131,19 @@ def run(
     _check_common(size, min_size, quality, test_fraction, test_count, channels, workers)
     if synthetic_kind is not None:
         if src_a is not None or src_b is not None or split_paired or test_fraction is not None:
-            raise UsageError("--synthetic makes its own data: give no source folders, --split-paired or --test-fraction")
+            raise UsageError(
+                "--synthetic makes its own data: give no source folders, --split-paired or --test-fraction"
+            )
         return _run_synthetic(
-            synthetic_kind, out, size or DEFAULT_SYNTHETIC_SIZE, synthetic_count,
-            DEFAULT_SYNTHETIC_TEST_COUNT if test_count is None else test_count, channels, seed, pack, overwrite,
+            synthetic_kind,
+            out,
+            size or DEFAULT_SYNTHETIC_SIZE,
+            synthetic_count,
+            DEFAULT_SYNTHETIC_TEST_COUNT if test_count is None else test_count,
+            channels,
+            seed,
+            pack,
+            overwrite,
         )
     sources = _source_folders(src_a, src_b, split_paired)
     proc = Processing(
@@ -183,7 +192,9 @@ def _source_folders(src_a: Path | None, src_b: Path | None, split_paired: bool) 
             raise UsageError("--split-paired takes one folder of side-by-side A|B images")
         return {PAIRED: Path(src_a)}
     if src_a is None or src_b is None:
-        raise UsageError("prepare needs two source folders (domain A, domain B)", hint="or --split-paired DIR, or --synthetic shapes")
+        raise UsageError(
+            "prepare needs two source folders (domain A, domain B)", hint="or --split-paired DIR, or --synthetic shapes"
+        )
     return {"A": Path(src_a), "B": Path(src_b)}
 
 
@@ -221,9 +232,9 @@ def _claim_out(out: Path, overwrite: bool, sources: list[Path]) -> dict | None:
     for src in sources:
         real_src = src.resolve()
         if real_out == real_src or real_src in real_out.parents:
-            raise UsageError(f"--out {out} is inside the source folder {src}", hint="choose an output folder outside it")
+            raise UsageError(f"--out {out} is inside the source folder {src}", hint="choose a folder outside it")
         if any(real_src == (real_out / name) or (real_out / name) in real_src.parents for name in OWNED):
-            raise UsageError(f"source folder {src} is inside the output's own folders", hint="move it or choose another --out")
+            raise UsageError(f"source folder {src} is inside the output's own folders", hint="choose another --out")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")
     previous = read_manifest(out)
@@ -268,8 +279,14 @@ def _write_manifest(out: Path, header: dict, entries: list[dict], complete: bool
 
 
 def _run_folders(
-    sources: dict[str, Path], out: Path, proc: Processing, split: dict, workers: int, pack: bool,
-    overwrite: bool, progress: Progress | None,
+    sources: dict[str, Path],
+    out: Path,
+    proc: Processing,
+    split: dict,
+    workers: int,
+    pack: bool,
+    overwrite: bool,
+    progress: Progress | None,
 ) -> dict[str, Any]:
     scanned = _scan(sources)
     previous = _claim_out(out, overwrite, list(sources.values()))
@@ -567,8 +584,15 @@ def _run_synthetic(
     _write_manifest(out, header, [], complete=True)
     domains = {d: {"found": count + test_count, "train": count, "test": test_count, "skipped": {}} for d in "AB"}
     return {
-        "out": str(out), "kind": "synthetic", "domains": domains, "decoded": 0, "reused": 0, "removed": 0,
-        "packed": packed, "rebuilt": False, "manifest": str(out / MANIFEST),
+        "out": str(out),
+        "kind": "synthetic",
+        "domains": domains,
+        "decoded": 0,
+        "reused": 0,
+        "removed": 0,
+        "packed": packed,
+        "rebuilt": False,
+        "manifest": str(out / MANIFEST),
     }
 
 
@@ -606,8 +630,14 @@ def reason_kind(reason: str) -> str:
 
 
 def _summary(
-    out: Path, kind: str, entries: list[dict], decoded: int, reused: int, removed: int,
-    packed: dict | None, rebuilt: bool,
+    out: Path,
+    kind: str,
+    entries: list[dict],
+    decoded: int,
+    reused: int,
+    removed: int,
+    packed: dict | None,
+    rebuilt: bool,
 ) -> dict[str, Any]:
     domains: dict[str, dict] = {}
     for entry in entries:
@@ -619,7 +649,13 @@ def _summary(
             why = "duplicate" if entry["status"] == "duplicate" else reason_kind(entry["reason"])
             stats["skipped"][why] = stats["skipped"].get(why, 0) + 1
     return {
-        "out": str(out), "kind": kind, "domains": dict(sorted(domains.items())), "decoded": decoded,
-        "reused": reused, "removed": removed, "packed": packed, "rebuilt": rebuilt,
+        "out": str(out),
+        "kind": kind,
+        "domains": dict(sorted(domains.items())),
+        "decoded": decoded,
+        "reused": reused,
+        "removed": removed,
+        "packed": packed,
+        "rebuilt": rebuilt,
         "manifest": str(out / MANIFEST),
     }

@@ -168,9 +168,7 @@ def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[n
     return np.clip(base + noise, 0, 255), [base]
 
 
-def _texture(
-    rng: np.random.Generator, shape: Shape, size: int, avoid: list[np.ndarray], channels: int
-) -> np.ndarray:
+def _texture(rng: np.random.Generator, shape: Shape, size: int, avoid: list[np.ndarray], channels: int) -> np.ndarray:
     """A (size, size, 3) float fill pattern, computed supersampled and box-reduced so it is antialiased.
 
     The pattern is anchored on the shape's centre and turned by its own random angle."""
@@ -196,9 +194,7 @@ def _texture(
     return first + t[:, :, None] * (second - first)
 
 
-def _rotated_coords(
-    angle: float, cx: float, cy: float, size: int, oversample: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _rotated_coords(angle: float, cx: float, cy: float, size: int, oversample: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixel-centre coordinates relative to (cx, cy), turned by `angle`, on an oversampled grid."""
     axis = (np.arange(size * oversample) + 0.5) / oversample
     x, y = np.meshgrid(axis - cx, axis - cy)

@@ -107,7 +107,11 @@ def test_crafted_files_are_converted_or_skipped_with_reasons(tmp_path, monkeypat
         assert entries["A", name]["status"] == "skipped" and entries["A", name]["reason"] == reason
     assert entries["A", "locked.png"]["reason"] == "permission denied"
     assert summary["domains"]["A"]["skipped"] == {
-        "empty file": 1, "not an image": 1, "truncated or corrupt": 2, "too large": 1, "permission denied": 1,
+        "empty file": 1,
+        "not an image": 1,
+        "truncated or corrupt": 2,
+        "too large": 1,
+        "permission denied": 1,
     }
     assert summary["domains"]["A"]["train"] == 6 and summary["domains"]["B"]["train"] == 3
 
@@ -135,7 +139,8 @@ def test_crafted_files_are_converted_or_skipped_with_reasons(tmp_path, monkeypat
 
 
 def test_resize_crop_jpg_min_size_and_duplicates(tmp_path):
-    a = fill(tmp_path / "A", {"wide.png": solid(1, (60, 30)), "small.png": solid(2, (10, 40)), "copy.png": solid(1, (60, 30))})
+    wide = solid(1, (60, 30))
+    a = fill(tmp_path / "A", {"wide.png": wide, "small.png": solid(2, (10, 40)), "copy.png": wide})
     b = fill(tmp_path / "B", {"tall.png": solid(3, (30, 90))})
     out = tmp_path / "out"
     summary = run(a, b, out, size=20, center_crop=True, min_size=12, fmt="jpg", quality=80, test_fraction=0)
@@ -190,7 +195,8 @@ def test_split_is_stable_when_files_are_added(tmp_path):
     assert sum(e["split"] == "test" for (d, _), e in new_c.items() if d == "A") == 5
     # A fresh run over all 60 files puts the same files in test as the incremental one did.
     run(a, b, tmp_path / "fresh", test_fraction=0.3)
-    assert {k: e["split"] for k, e in by_source(tmp_path / "fresh").items()} == {k: e["split"] for k, e in new_f.items()}
+    fresh = by_source(tmp_path / "fresh")
+    assert {k: e["split"] for k, e in fresh.items()} == {k: e["split"] for k, e in new_f.items()}
 
 
 def side_by_side(i: int) -> bytes:
@@ -288,7 +294,9 @@ def test_bad_options(tmp_path, two_folders, kwargs, message):
 
 def test_synthetic_shapes_with_pack(tmp_path):
     out = tmp_path / "shapes"
-    summary = prepare.run(None, None, out, synthetic_kind="shapes", synthetic_count=12, test_count=3, size=32, pack=True)
+    summary = prepare.run(
+        None, None, out, synthetic_kind="shapes", synthetic_count=12, test_count=3, size=32, pack=True
+    )
     assert summary["domains"]["B"] == {"found": 15, "train": 12, "test": 3, "skipped": {}}
     assert len(os.listdir(out / "masks" / "testA")) == 3 and manifest(out)["kind"] == "synthetic"
     packed = PackedDomain(out / "packed" / "trainB")

@@ -41,7 +41,8 @@ def test_repack_replaces_old_shards(tmp_path):
 
 def test_bad_inputs_and_indexes(tmp_path):
     with pytest.raises(MunitError, match="different channel counts"):
-        write_packed([("a", torch.zeros(3, 2, 2, dtype=torch.uint8)), ("b", torch.zeros(1, 2, 2, dtype=torch.uint8))], tmp_path / "mixed")
+        rgb, gray = torch.zeros(3, 2, 2, dtype=torch.uint8), torch.zeros(1, 2, 2, dtype=torch.uint8)
+        write_packed([("a", rgb), ("b", gray)], tmp_path / "mixed")
     with pytest.raises(MunitError, match="uint8"):
         write_packed([("a", torch.zeros(3, 2, 2))], tmp_path / "float")
     with pytest.raises(MunitError, match="no index.json"):
