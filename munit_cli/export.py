@@ -60,10 +60,10 @@ def run(
         raise UsageError(f"unknown dtype {dtype!r}", hint=f"dtypes: {', '.join(DTYPES)}")
     if fmt == "onnx" and dtype != "float32":
         raise UsageError("--dtype applies to the bundle; ONNX graphs are always float32")
-    if fmt in ("onnx", "all"):
-        require_onnx()  # before anything is written, so a missing extra costs nothing
     started = time.monotonic()
     loaded = checkpoint.load_generator(model_path, "cpu", use_ema=use_ema)
+    if fmt in ("onnx", "all"):
+        require_onnx()  # before anything is written, so a missing extra leaves no half export
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise MunitError(f"{out_dir}: exists and is not a folder")
