@@ -61,11 +61,15 @@ def learning_rate(cfg: Config, step: int) -> float:
 def make_optimizer(params, cfg: Config) -> torch.optim.Adam:
     o = cfg.optim
     return torch.optim.Adam(
-        [p for p in params if p.requires_grad], lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay
+        [p for p in params if p.requires_grad],
+        lr=o.lr,
+        betas=(o.beta1, o.beta2),
+        weight_decay=o.weight_decay,
+        fused=True if o.fused else None,
     )
 
 
-def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
+def step_generator(seed: int, step: int) -> torch.Generator:
     """The random styles of one step come from a generator seeded by (seed, step): resume is exact
     and every rank draws the same global batch of styles."""
     g = torch.Generator(device="cpu")
@@ -229,12 +233,16 @@ def save_previews(out: Path, preview_a: torch.Tensor, preview_b: torch.Tensor, n
 # The two updates
 
 
-def dis_update(gen, dis, opt_dis, x_a, x_b, s_a, s_b, autocast) -> torch.Tensor:
-    """Discriminators see real images and translations made with fresh random styles."""
+def translate_for_dis(gen, x_a, x_b, s_a, s_b, autocast) -> tuple[torch.Tensor, torch.Tensor]:
+    """Translations with fresh random styles for the discriminator update (no graph kept)."""
+    g = dist.unwrap(gen)
     with torch.no_grad(), autocast():
-        g = dist.unwrap(gen)
         c_a, c_b = g.gen_a.content_encoder(x_a), g.gen_b.content_encoder(x_b)
-        x_ba, x_ab = g.gen_a.decode(c_b, s_a), g.gen_b.decode(c_a, s_b)
+        return g.gen_a.decode(c_b, s_a), g.gen_b.decode(c_a, s_b)
+
+
+def dis_update(dis, opt_dis, x_a, x_b, x_ba, x_ab, autocast) -> torch.Tensor:
+    """Discriminators score real images against (detached) translations."""
     opt_dis.zero_grad(set_to_none=True)
     with autocast():
         out = dis(x_a, x_ba.detach(), x_b, x_ab.detach())
@@ -244,20 +252,94 @@ def dis_update(gen, dis, opt_dis, x_a, x_b, s_a, s_b, autocast) -> torch.Tensor:
     return loss.detach()
 
 
-def gen_update(gen, dis, opt_gen, x_a, x_b, s_a, s_b, cfg: Config, vgg, autocast) -> dict[str, torch.Tensor]:
-    """Both generators in one objective: adversarial + image, content, style (+ cycle, perceptual)."""
-    opt_gen.zero_grad(set_to_none=True)
-    d = dist.unwrap(dis)
+def gen_update(out, dis_a, dis_b, frozen_dis, opt_gen, x_a, x_b, cfg: Config, vgg, autocast) -> dict[str, torch.Tensor]:
+    """Both generators in one objective: adversarial + image, content, style (+ cycle, perceptual).
+    `out` is the generators' forward pass; the discriminators are read but not trained here."""
     with autocast():
-        out = gen(x_a, x_b, s_a, s_b, cycle=cfg.loss.recon_x_cyc_w > 0)
-        with frozen(d):
-            adv_a = losses.gen_adv_loss(d.dis_a(out["x_ba"]))
-            adv_b = losses.gen_adv_loss(d.dis_b(out["x_ab"]))
+        with frozen(frozen_dis):
+            adv_a = losses.gen_adv_loss(dis_a(out["x_ba"]))
+            adv_b = losses.gen_adv_loss(dis_b(out["x_ab"]))
         terms = losses.generator_terms(out, x_a, x_b, adv_a, adv_b, vgg)
         total = losses.total_generator_loss(terms, cfg.loss)
+    opt_gen.zero_grad(set_to_none=True)
     total.backward()
     opt_gen.step()
     return {"gen_total": total.detach(), **{k: v.detach() for k, v in terms.items()}}
+
+
+class Trainer:
+    """Networks, optimizers and EMA, and `step()`: one discriminator then one generator update.
+
+    The reference path is float32 eager. The speed options (all in the `fast` preset) compute the
+    same algorithm: bf16 autocast (norm statistics stay float32), channels_last, torch.compile,
+    fused Adam, and `share_translations`: the generator forward pass runs once per iteration and
+    its (detached) translations also feed the discriminator update. In the recipe the two updates
+    draw separate random styles through the same, not yet updated, generator weights, so both
+    updates see samples from the same distribution either way: only the correlation between the
+    two updates' samples changes, not what each update computes in expectation.
+    """
+
+    def __init__(self, cfg: Config, device: torch.device, vgg=None):
+        self.cfg, self.device, self.vgg = cfg, device, vgg
+        torch.manual_seed(cfg.train.seed)
+        self.gen, self.dis = models.build(cfg.model)
+        self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        for net in (self.gen, self.dis):
+            net.to(device, memory_format=self.memory_format)
+        self.opt_gen = make_optimizer(self.gen.parameters(), cfg)
+        self.opt_dis = make_optimizer(self.dis.parameters(), cfg)
+        decay = cfg.train.ema_decay
+        self.ema = EMA(self.gen, decay, cfg.train.ema_start) if decay > 0 else None
+        self.shard = data.Shard()
+        self.wrapped = False
+
+    def wrap(self, shard: data.Shard) -> None:
+        """DDP wrappers (a no-op in one process) and compilation; call after loading a checkpoint."""
+        self.shard = shard
+        gen_ddp, dis_ddp = dist.wrap(self.gen, self.device), dist.wrap(self.dis, self.device)
+        compile_ = torch.compile if self.cfg.train.compile else (lambda m: m)
+        self.gen_run, self.dis_run = compile_(gen_ddp), compile_(dis_ddp)
+        self.dis_a_run, self.dis_b_run = compile_(self.dis.dis_a), compile_(self.dis.dis_b)
+        self.wrapped = True
+
+    def autocast(self):
+        if self.cfg.train.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def step(self, x_a: torch.Tensor, x_b: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        """Iteration `step` (0-based) on this rank's batches; returns detached loss terms."""
+        if not self.wrapped:
+            self.wrap(self.shard)
+        cfg, ac = self.cfg, self.autocast
+        x_a = x_a.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        x_b = x_b.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        lr = learning_rate(cfg, step)
+        for opt in (self.opt_gen, self.opt_dis):
+            for group in opt.param_groups:
+                group["lr"] = lr
+        g = step_generator(cfg.train.seed, step)
+        bs, dim, cycle = x_a.shape[0], cfg.model.style_dim, cfg.loss.recon_x_cyc_w > 0
+
+        def styles() -> tuple[torch.Tensor, torch.Tensor]:
+            return tuple(sample_styles(g, bs, dim, self.shard, self.device) for _ in range(2))
+
+        s_a, s_b = styles()
+        if cfg.train.share_translations:
+            with ac():
+                out = self.gen_run(x_a, x_b, s_a, s_b, cycle=cycle)
+            loss_d = dis_update(self.dis_run, self.opt_dis, x_a, x_b, out["x_ba"], out["x_ab"], ac)
+        else:
+            x_ba, x_ab = translate_for_dis(self.gen, x_a, x_b, s_a, s_b, ac)
+            loss_d = dis_update(self.dis_run, self.opt_dis, x_a, x_b, x_ba, x_ab, ac)
+            s_a, s_b = styles()
+            with ac():
+                out = self.gen_run(x_a, x_b, s_a, s_b, cycle=cycle)
+        terms = gen_update(out, self.dis_a_run, self.dis_b_run, self.dis, self.opt_gen, x_a, x_b, cfg, self.vgg, ac)
+        if self.ema is not None:
+            self.ema.update(self.gen, step + 1)
+        terms["dis_total"] = loss_d
+        return terms
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,14 +407,8 @@ def run(
 
 
 def _train(cfg, ctx, out, source_a, source_b, names, fingerprint, device, vgg, resume) -> dict[str, Any]:
-    torch.manual_seed(cfg.train.seed)
-    gen, dis = models.build(cfg.model)
-    gen.to(device)
-    dis.to(device)
-    opt_gen = make_optimizer(gen.parameters(), cfg)
-    opt_dis = make_optimizer(dis.parameters(), cfg)
-
-    ema = EMA(gen, cfg.train.ema_decay, cfg.train.ema_start) if cfg.train.ema_decay > 0 else None
+    trainer = Trainer(cfg, device, vgg)
+    gen, dis, ema = trainer.gen, trainer.dis, trainer.ema
 
     start = 0
     state_path = find_resume_state(out, resume) if resume else None
@@ -342,40 +418,37 @@ def _train(cfg, ctx, out, source_a, source_b, names, fingerprint, device, vgg, r
         checkpoint.load_state_dict_checked(gen, raw, gen_path)
         if ema is not None:
             checkpoint.load_state_dict_checked(ema.model, averaged or raw, gen_path)
-        start = checkpoint.load_state(state_path, dis, opt_gen, opt_dis)["step"]
+        start = checkpoint.load_state(state_path, dis, trainer.opt_gen, trainer.opt_dis)["step"]
         if ctx.is_main:
             truncate_metrics(out / "metrics.jsonl", start)
             err.print(f"resuming from step {start} ({state_path})")
     elif resume and resume != "auto":
         raise MunitError(f"--resume {resume}: not a checkpoint")
 
-    gen_ddp, dis_ddp = dist.wrap(gen, device), dist.wrap(dis, device)
     shard = data.Shard(ctx.rank, ctx.world)
+    trainer.wrap(shard)
     bs = cfg.train.batch_size
     stream_a = data.DomainStream(source_a, cfg.data, bs, cfg.train.seed, "a", shard)
     stream_b = data.DomainStream(source_b, cfg.data, bs, cfg.train.seed, "b", shard)
     loader = data.Prefetcher(lambda step: (stream_a.batch(step), stream_b.batch(step)), start, cfg.data.num_workers)
 
+    style_dim = cfg.model.style_dim
     preview_a = data.preview_batch(source_a, cfg.data, cfg.train.num_preview).to(device)
     preview_b = data.preview_batch(source_b, cfg.data, cfg.train.num_preview).to(device)
     g_fixed = torch.Generator().manual_seed(hash_seed(cfg.train.seed, "fixed-style"))
-    fixed_s_a = torch.randn(1, cfg.model.style_dim, generator=g_fixed).to(device)
-    fixed_s_b = torch.randn(1, cfg.model.style_dim, generator=g_fixed).to(device)
+    fixed_s_a = torch.randn(1, style_dim, generator=g_fixed).to(device)
+    fixed_s_b = torch.randn(1, style_dim, generator=g_fixed).to(device)
     if ctx.is_main:
         save_previews(out, preview_a, preview_b, names)
         (out / "samples").mkdir(exist_ok=True)
         (out / checkpoint.CHECKPOINT_DIR).mkdir(exist_ok=True)
 
-    use_bf16 = cfg.train.precision == "bf16"
-
-    def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
-
     def save(step: int) -> Path:
         gen_path, state_path = checkpoint.checkpoint_paths(out, step)
         if ctx.is_main:
             checkpoint.save_generator(gen_path, gen, cfg, names, step, fingerprint, ema.model if ema else None)
-            checkpoint.save_state(state_path, dis, opt_gen, opt_dis, cfg, names, step, {"fingerprint": fingerprint})
+            state_extra = {"fingerprint": fingerprint}
+            checkpoint.save_state(state_path, dis, trainer.opt_gen, trainer.opt_dis, cfg, names, step, state_extra)
             checkpoint.prune(out, cfg.train.keep_checkpoints)
         dist.barrier()
         return gen_path
@@ -397,22 +470,8 @@ def _train(cfg, ctx, out, source_a, source_b, names, fingerprint, device, vgg, r
         try:
             while step < cfg.train.iters:
                 x_a, x_b = loader.get(step)
-                x_a, x_b = x_a.to(device, non_blocking=True), x_b.to(device, non_blocking=True)
-                lr = learning_rate(cfg, step)
-                for opt in (opt_gen, opt_dis):
-                    for group in opt.param_groups:
-                        group["lr"] = lr
-                g = step_generator(cfg.train.seed, step, device)
-                style_dim = cfg.model.style_dim
-                s_a, s_b = (sample_styles(g, bs, style_dim, shard, device) for _ in range(2))
-                loss_d = dis_update(gen_ddp, dis_ddp, opt_dis, x_a, x_b, s_a, s_b, autocast)
-                s_a, s_b = (sample_styles(g, bs, style_dim, shard, device) for _ in range(2))
-                terms = gen_update(gen_ddp, dis_ddp, opt_gen, x_a, x_b, s_a, s_b, cfg, vgg, autocast)
+                terms = trainer.step(x_a, x_b, step)
                 step += 1
-                if ema is not None:
-                    ema.update(gen, step)
-
-                terms["dis_total"] = loss_d
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0) + v.float()
                 count += 1
@@ -422,7 +481,7 @@ def _train(cfg, ctx, out, source_a, source_b, names, fingerprint, device, vgg, r
                     sums, count = {}, 0
                     _check_finite(last_logged, step, out, saved_at)
                     if ctx.is_main:
-                        record = {"step": step, "lr": lr, "time": round(time.perf_counter() - t0, 3), **last_logged}
+                        record = {"step": step, "lr": learning_rate(cfg, step - 1), "time": round(time.perf_counter() - t0, 3), **last_logged}
                         with open(metrics_file, "a") as f:
                             f.write(json.dumps(record) + "\n")
                         if not is_tty():
