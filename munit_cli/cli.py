@@ -194,6 +194,73 @@ def _print_summary(summary: dict[str, Any], json_out: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# prepare
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  munit prepare ~/photos ~/paintings --out data/art --size 256 --pack\n\n"
+    "  munit prepare edges2shoes/train --split-paired --out data/shoes\n\n"
+    "  munit prepare --synthetic shapes --out data/shapes",
+)
+@report_errors
+def prepare(
+    src_a: Optional[Path] = typer.Argument(None, help="Domain A source folder (or side-by-side pairs with --split-paired)."),
+    src_b: Optional[Path] = typer.Argument(None, help="Domain B source folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Dataset folder to write (trainA, trainB, testA, testB, manifest.json)."),
+    size: Optional[int] = typer.Option(None, help="Shorter side after resizing (default 256, 64 with --synthetic); 0 keeps the size."),
+    center_crop: bool = typer.Option(False, "--center-crop", help="Crop the centre square after resizing."),
+    min_size: int = typer.Option(0, "--min-size", help="Skip images whose shorter side is smaller."),
+    fmt: str = typer.Option("png", "--format", help="Output format: png or jpg."),
+    quality: int = typer.Option(95, help="JPEG quality (1-100)."),
+    test_fraction: Optional[float] = typer.Option(None, "--test-fraction", help="Share held out for test, chosen by content hash (default 0.1)."),
+    test_count: Optional[int] = typer.Option(None, "--test-count", help="Exact test images per domain (instead of --test-fraction)."),
+    split_paired: bool = typer.Option(False, "--split-paired", help="SRC_A holds side-by-side A|B images; give no SRC_B."),
+    background: str = typer.Option("white", help="Colour behind transparent pixels (name or #rrggbb)."),
+    channels: int = typer.Option(3, help="1 (grayscale) or 3 (RGB) output."),
+    pack: bool = typer.Option(False, "--pack", help="Also write uint8 shards that munit train reads memory-mapped."),
+    workers: Optional[int] = typer.Option(None, help="Decoding processes (default: all cores)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an output folder that prepare did not make."),
+    synthetic: Optional[str] = typer.Option(None, "--synthetic", help="Make built-in data instead of reading folders: shapes."),
+    synthetic_count: int = typer.Option(400, "--synthetic-count", help="Training images per domain with --synthetic."),
+    seed: int = typer.Option(0, help="Seed for --synthetic."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+) -> None:
+    """Turn messy image folders into a clean dataset.  [dim]munit prepare ./A ./B --out data[/dim]"""
+    from munit_cli import prepare as prepare_mod
+
+    summary = prepare_mod.run(
+        src_a, src_b, out, size=size, center_crop=center_crop, min_size=min_size, fmt=fmt, quality=quality,
+        test_fraction=test_fraction, test_count=test_count, split_paired=split_paired, background=background,
+        channels=channels, pack=pack, workers=workers, overwrite=overwrite, synthetic_kind=synthetic,
+        synthetic_count=synthetic_count, seed=seed,
+    )  # fmt: skip
+    if json_out:
+        emit_json(_jsonable(summary))
+    else:
+        _print_prepare_table(summary)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _print_prepare_table(summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from munit_cli.console import err
+
+    table = Table(title=f"prepared {summary['out']}")
+    for column in ("domain", "found", "train", "test", "skipped"):
+        table.add_column(column, justify="left" if column in ("domain", "skipped") else "right")
+    for domain, row in summary["domains"].items():
+        skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(row.get("skipped", {}).items())) or "-"
+        table.add_row(domain, str(row.get("found", "")), str(row.get("train", "")), str(row.get("test", "")), skipped)
+    err.print(table)
+    err.print(f"decoded {summary.get('decoded', 0)}, reused {summary.get('reused', 0)}; manifest: {summary.get('manifest')}")
+
+
+# ---------------------------------------------------------------------------------------------
 # demo
 
 
