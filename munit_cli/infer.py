@@ -554,17 +554,11 @@ def translate(
                 report_failure(r)
                 failed.append(r.item.name)
                 continue
-            paths = [sink_label] * len(chosen)
-            if kind == "dir" and grid:
-                path = target / f"{r.item.stem}_grid.png"  # type: ignore[operator]
-                images.save_png(image_grid([[r.image, *r.outputs]]), path)
-                paths = [str(path)] * len(chosen)
-            elif kind == "dir":
-                paths = []
-                for style, img in zip(chosen, r.outputs):
-                    paths.append(str(images.save_png(img, target / f"{r.item.stem}_{style.tag}.png")))  # type: ignore[operator]
+            if kind == "dir":
+                paths = _save_in_folder(target, r, chosen, grid)  # type: ignore[arg-type]
             else:
                 rows.append([r.image, *r.outputs])
+                paths = [sink_label] * len(chosen)
             written += len(r.outputs)
             for style, path in zip(chosen, paths):
                 records({"input": r.item.name, "style": style.label, "path": path})
@@ -580,6 +574,14 @@ def translate(
             stdout.write(data)  # type: ignore[union-attr]
             stdout.flush()  # type: ignore[union-attr]
     return TranslateSummary(len(items), written, failed, sink_label, [s.label for s in chosen])
+
+
+def _save_in_folder(folder: Path, r: Result, styles: Sequence[Style], grid: bool) -> list[str]:
+    """What one input's outputs were written to, one path per style (the same grid for all)."""
+    if grid:
+        path = images.save_png(image_grid([[r.image, *r.outputs]]), folder / f"{r.item.stem}_grid.png")  # type: ignore[list-item]
+        return [str(path)] * len(styles)
+    return [str(images.save_png(img, folder / f"{r.item.stem}_{s.tag}.png")) for s, img in zip(styles, r.outputs)]
 
 
 # ---------------------------------------------------------------------------------------------
