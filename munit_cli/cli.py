@@ -427,7 +427,7 @@ def style_sample(
 )
 @report_errors
 def interpolate(
-    input: Optional[str] = typer.Argument(None, help="An image, folder, glob or - (stdin). Default: the run's preview inputs.", metavar="[INPUT]"),
+    input: Optional[str] = typer.Argument(None, help="An image, folder, glob or - (stdin). Default: the run's preview inputs.", metavar="INPUT"),
     to: str = ToOpt,
     style_a: str = typer.Option("seed:0", "--style-a", help="The first frame's style.", metavar="S1"),
     style_b: str = typer.Option("seed:1", "--style-b", help="The last frame's style.", metavar="S2"),
