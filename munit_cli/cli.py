@@ -480,7 +480,7 @@ def interpolate(
 
 @app.command(
     epilog="Examples:\n\n"
-    "  munit export runs/shoes/checkpoints/gen_00100000.safetensors --out export/\n\n"
+    "  munit export runs/shoes --out export/\n\n"
     "  munit export gen.safetensors --format bundle --dtype float16 --out export/\n\n"
     "  munit export gen.safetensors --format onnx --out export/ --json\n\n"
     "  munit translate photo.jpg --model export/bundle.safetensors --out out.png\n\n"
@@ -489,7 +489,7 @@ def interpolate(
 )
 @report_errors
 def export(
-    model: Path = typer.Argument(..., help="Generator .safetensors file (from training) or an export bundle."),
+    model: Optional[Path] = typer.Argument(None, help="Run folder (newest checkpoint), generator or bundle .safetensors; default $MUNIT_MODEL."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the exported files (created if needed)."),
     fmt: str = typer.Option(
         "all", "--format", "-f", help="bundle (one safetensors file for munit), onnx (graphs for onnxruntime) or all."
@@ -498,11 +498,11 @@ def export(
     ema: bool = typer.Option(True, "--ema/--no-ema", help="Export the EMA weights when the file has them."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
-    """Export a model as a safetensors bundle and ONNX graphs.  [dim]munit export gen.safetensors --out export/[/dim]"""
-    from munit_cli import export as export_mod
+    """Export a model as a safetensors bundle and ONNX graphs.  [dim]munit export runs/x --out export/[/dim]"""
+    from munit_cli import export as export_mod, infer
     from munit_cli.console import err
 
-    summary = export_mod.run(model, out, fmt, dtype, use_ema=ema)
+    summary = export_mod.run(infer.resolve_model_path(model), out, fmt, dtype, use_ema=ema)
     if json_out:
         emit_json(summary)
         return
