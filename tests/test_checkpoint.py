@@ -1,0 +1,353 @@
+"""safetensors checkpoints: round trips, atomic writes, damaged files, architecture checks, pruning."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from munit_cli import checkpoint, models
+from munit_cli.errors import MunitError
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_cfg):
+    """A tiny model after two optimizer steps, so both Adam optimizers hold moments (read-only)."""
+    cfg = tiny_cfg()
+    torch.manual_seed(0)
+    gen, dis = models.build(cfg.model)
+    opt_gen, opt_dis = adam(gen, cfg), adam(dis, cfg)
+    for _ in range(2):
+        x = torch.rand(2, 3, 32, 32) * 2 - 1
+        for net, opt in ((gen, opt_gen), (dis, opt_dis)):
+            opt.zero_grad()
+            y = net(x, x, torch.randn(2, 4), torch.randn(2, 4)) if net is gen else dis(x, x, x, x)
+            sum(v.float().square().mean() for vs in y.values() for v in (vs if isinstance(vs, list) else [vs])).backward()
+            opt.step()
+    return cfg, gen, dis, opt_gen, opt_dis
+
+
+def adam(module, cfg):
+    o = cfg.optim
+    return torch.optim.Adam(module.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+
+
+def _fresh(cfg):
+    torch.manual_seed(123)
+    gen, dis = models.build(cfg.model)
+    return gen, dis, adam(gen, cfg), adam(dis, cfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# Generator files
+
+
+def test_generator_round_trip(tmp_path, trained):
+    cfg, gen, *_ = trained
+    path = tmp_path / "gen.safetensors"
+    checkpoint.save_generator(path, gen, cfg, ("edges", "shoes"), 1234, "abcdef0123456789")
+    loaded = checkpoint.load_generator(path)
+    assert loaded.names == ("edges", "shoes")
+    assert loaded.step == 1234
+    assert loaded.fingerprint == "abcdef0123456789"
+    assert loaded.cfg.to_dict() == cfg.to_dict()
+    assert loaded.path == path
+    assert loaded.metadata["format"] == checkpoint.GENERATOR_KIND
+    want = gen.state_dict()
+    got = loaded.model.state_dict()
+    assert got.keys() == want.keys()
+    for key in want:
+        assert torch.equal(got[key], want[key]), key
+    assert not loaded.model.training
+    assert not any(p.requires_grad for p in loaded.model.parameters())
+    # and it translates exactly like the original
+    x, s = torch.rand(1, 3, 32, 32), torch.randn(1, 4)
+    gen.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model.gen_b.decode(loaded.model.gen_a.encode(x)[0], s),
+                                   gen.gen_b.decode(gen.gen_a.encode(x)[0], s), atol=0, rtol=0)
+
+
+def test_generator_file_with_ema_weights(tmp_path, trained):
+    cfg, gen, *_ = trained
+    ema = models.MUNIT(cfg.model)
+    with torch.no_grad():
+        for p in ema.parameters():
+            p.fill_(0.25)
+    path = tmp_path / "gen.safetensors"
+    checkpoint.save_generator(path, gen, cfg, ("a", "b"), 3, "0" * 16, ema=ema)
+    averaged = checkpoint.load_generator(path)  # inference prefers the averaged weights
+    assert all(torch.equal(p, torch.full_like(p, 0.25)) for p in averaged.model.parameters())
+    raw = checkpoint.load_generator(path, use_ema=False)
+    for key, value in gen.state_dict().items():
+        assert torch.equal(raw.model.state_dict()[key], value), key
+
+
+def test_generator_file_is_plain_safetensors_without_pickles(tmp_path, trained):
+    from safetensors import safe_open
+
+    cfg, gen, *_ = trained
+    path = tmp_path / "gen.safetensors"
+    checkpoint.save_generator(path, gen, cfg, ("a", "b"), 7, "f" * 16)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        assert set(f.keys()) == set(gen.state_dict())
+    assert json.loads(meta["config"]) == cfg.to_dict()
+    assert json.loads(meta["names"]) == ["a", "b"]
+    assert meta["format_version"] == checkpoint.FORMAT_VERSION
+    assert meta["step"] == "7"
+
+
+def test_generator_for_another_architecture_does_not_fit(tmp_path, tiny_cfg, trained):
+    cfg, gen, *_ = trained
+    path = tmp_path / "gen.safetensors"
+    checkpoint.save_generator(path, gen, cfg, ("a", "b"), 1, "0" * 16)
+    tensors, _ = checkpoint.read_tensors(path, checkpoint.GENERATOR_KIND)
+    wider = models.MUNIT(tiny_cfg(model={"dim": 16}).model)
+    with pytest.raises(MunitError, match="do not fit") as info:
+        checkpoint.load_state_dict_checked(wider, tensors, path)
+    assert str(path) in str(info.value)
+    deeper = models.MUNIT(tiny_cfg(model={"n_res": 2}).model)
+    with pytest.raises(MunitError, match="do not fit"):
+        checkpoint.load_state_dict_checked(deeper, tensors, path)
+
+    # a file whose stored config disagrees with its tensors
+    forged = tmp_path / "forged.safetensors"
+    other = tiny_cfg(model={"dim": 16})
+    checkpoint.save_tensors(forged, gen.state_dict(), checkpoint.generator_metadata(other, ("a", "b"), 1, "0" * 16))
+    with pytest.raises(MunitError, match="do not fit") as info:
+        checkpoint.load_generator(forged)
+    assert str(forged) in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training-state files
+
+
+def test_state_round_trip(tmp_path, trained):
+    cfg, gen, dis, opt_gen, opt_dis = trained
+    path = tmp_path / "state.safetensors"
+    random.seed(99)
+    torch.manual_seed(42)
+    checkpoint.save_state(path, dis, opt_gen, opt_dis, cfg, ("a", "b"), 2, {"fingerprint": "xyz"})
+    after_save_torch = torch.rand(5)
+    after_save_py = random.random()
+
+    _, dis2, opt_gen2, opt_dis2 = _fresh(cfg)
+    torch.rand(100)  # move every RNG somewhere else
+    random.random()
+    out = checkpoint.load_state(path, dis2, opt_gen2, opt_dis2)
+    assert torch.equal(torch.rand(5), after_save_torch)
+    assert random.random() == after_save_py
+    assert out == {"step": 2, "extra": {"fingerprint": "xyz"}}
+
+    for key, value in dis.state_dict().items():
+        assert torch.equal(dis2.state_dict()[key], value), key
+    for old, new in ((opt_gen, opt_gen2), (opt_dis, opt_dis2)):
+        a, b = old.state_dict(), new.state_dict()
+        assert json.loads(json.dumps(a["param_groups"])) == json.loads(json.dumps(b["param_groups"]))
+        assert a["state"].keys() == b["state"].keys() and len(a["state"]) == len(old.param_groups[0]["params"])
+        for pid, st in a["state"].items():
+            assert set(st) == {"step", "exp_avg", "exp_avg_sq"}
+            for name, value in st.items():
+                assert torch.equal(torch.as_tensor(b["state"][pid][name]), torch.as_tensor(value)), (pid, name)
+            assert st["exp_avg_sq"].abs().sum() > 0  # real moments, not zeros
+
+
+def test_restored_optimizer_continues_identically(tmp_path, trained):
+    import copy
+
+    cfg, gen, dis, opt_gen, opt_dis = trained
+    path = tmp_path / "state.safetensors"
+    checkpoint.save_state(path, dis, opt_gen, opt_dis, cfg, ("a", "b"), 2, {})
+    # the original pair, continued (on copies: the fixture is shared) ...
+    dis1 = copy.deepcopy(dis)
+    opt_dis1 = adam(dis1, cfg)
+    opt_dis1.load_state_dict(copy.deepcopy(opt_dis.state_dict()))
+    # ... and a pair restored from the file
+    _, dis2, opt_gen2, opt_dis2 = _fresh(cfg)
+    checkpoint.load_state(path, dis2, opt_gen2, opt_dis2)
+    torch.manual_seed(5)
+    grads = [torch.randn_like(p) for p in dis.parameters()]
+    for module, opt in ((dis1, opt_dis1), (dis2, opt_dis2)):
+        for _ in range(2):
+            for p, g in zip(module.parameters(), grads):
+                p.grad = g.clone()
+            opt.step()
+    for (key, a), b in zip(dis1.state_dict().items(), dis2.state_dict().values()):
+        assert torch.equal(a, b), key
+    assert not torch.equal(dis1.state_dict()[key], dis.state_dict()[key])  # the steps did move it
+
+
+def test_state_file_for_another_discriminator_does_not_fit(tmp_path, tiny_cfg, trained):
+    cfg, gen, dis, opt_gen, opt_dis = trained
+    path = tmp_path / "state.safetensors"
+    checkpoint.save_state(path, dis, opt_gen, opt_dis, cfg, ("a", "b"), 2, {})
+    _, dis2, opt_gen2, opt_dis2 = _fresh(tiny_cfg(model={"dis_num_scales": 3}))
+    with pytest.raises(MunitError, match="do not fit"):
+        checkpoint.load_state(path, dis2, opt_gen2, opt_dis2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic writes
+
+
+def test_atomic_write_leaves_no_temporary_files(tmp_path, trained):
+    cfg, gen, dis, opt_gen, opt_dis = trained
+    checkpoint.save_generator(tmp_path / "gen.safetensors", gen, cfg, ("a", "b"), 1, "0" * 16)
+    checkpoint.save_state(tmp_path / "state.safetensors", dis, opt_gen, opt_dis, cfg, ("a", "b"), 1, {})
+    checkpoint.atomic_write_bytes(tmp_path / "x.bin", b"one")
+    checkpoint.atomic_write_bytes(tmp_path / "x.bin", b"two")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen.safetensors", "state.safetensors", "x.bin"]
+    assert (tmp_path / "x.bin").read_bytes() == b"two"
+
+
+def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "gen.safetensors"
+    checkpoint.atomic_write_bytes(target, b"old content")
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(MunitError) as info:
+        checkpoint.atomic_write_bytes(target, b"new content")
+    assert str(target) in str(info.value) and "No space left" in str(info.value)
+    monkeypatch.undo()
+    assert target.read_bytes() == b"old content"
+    assert [p.name for p in tmp_path.iterdir()] == ["gen.safetensors"]
+
+
+def test_write_into_missing_folder_is_a_clear_error(tmp_path):
+    target = tmp_path / "missing" / "gen.safetensors"
+    with pytest.raises(MunitError) as info:
+        checkpoint.atomic_write_bytes(target, b"data")
+    assert str(target) in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Damaged or foreign files
+
+
+@pytest.fixture
+def good_files(tmp_path, trained):
+    cfg, gen, dis, opt_gen, opt_dis = trained
+    gen_path, state_path = tmp_path / "gen.safetensors", tmp_path / "state.safetensors"
+    checkpoint.save_generator(gen_path, gen, cfg, ("a", "b"), 1, "0" * 16)
+    checkpoint.save_state(state_path, dis, opt_gen, opt_dis, cfg, ("a", "b"), 1, {})
+    return gen_path, state_path
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.99])
+def test_truncated_file(tmp_path, good_files, keep):
+    gen_path, _ = good_files
+    data = gen_path.read_bytes()
+    broken = tmp_path / "truncated.safetensors"
+    broken.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(MunitError) as info:
+        checkpoint.read_tensors(broken, checkpoint.GENERATOR_KIND)
+    assert str(broken) in str(info.value)
+    with pytest.raises(MunitError):
+        checkpoint.load_generator(broken)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00", os.urandom(4096), b"\xff" * 8 + b"{}", b"PK\x03\x04 zip"])
+def test_random_bytes(tmp_path, content):
+    path = tmp_path / "junk.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(MunitError) as info:
+        checkpoint.read_tensors(path, checkpoint.GENERATOR_KIND)
+    assert str(path) in str(info.value)
+
+
+def test_file_of_another_kind(good_files, tmp_path):
+    from safetensors.torch import save_file
+
+    gen_path, state_path = good_files
+    with pytest.raises(MunitError, match="not a munit generator file") as info:
+        checkpoint.read_tensors(state_path, checkpoint.GENERATOR_KIND)
+    assert str(state_path) in str(info.value)
+    with pytest.raises(MunitError, match="not a munit train-state file") as info:
+        checkpoint.read_tensors(gen_path, checkpoint.STATE_KIND)
+    assert str(gen_path) in str(info.value)
+    with pytest.raises(MunitError):
+        checkpoint.load_generator(state_path)
+    plain = tmp_path / "plain.safetensors"  # valid safetensors, no munit metadata
+    save_file({"w": torch.zeros(2)}, str(plain))
+    with pytest.raises(MunitError) as info:
+        checkpoint.load_generator(plain)
+    assert str(plain) in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.safetensors"
+    with pytest.raises(MunitError) as info:
+        checkpoint.load_generator(path)
+    assert str(path) in str(info.value)
+
+
+def test_newer_format_version_is_refused(tmp_path, trained):
+    cfg, gen, *_ = trained
+    path = tmp_path / "gen.safetensors"
+    meta = checkpoint.generator_metadata(cfg, ("a", "b"), 1, "0" * 16)
+    meta["format_version"] = "99"
+    checkpoint.save_tensors(path, gen.state_dict(), meta)
+    with pytest.raises(MunitError, match="version") as info:
+        checkpoint.load_generator(path)
+    assert str(path) in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Run folders
+
+
+def _touch_checkpoints(run: Path, steps, kinds=("gen", "state")):
+    folder = run / checkpoint.CHECKPOINT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    for step in steps:
+        gen_path, state_path = checkpoint.checkpoint_paths(run, step)
+        for kind, path in (("gen", gen_path), ("state", state_path)):
+            if kind in kinds:
+                path.write_bytes(b"x")
+
+
+def test_checkpoint_names(tmp_path):
+    gen_path, state_path = checkpoint.checkpoint_paths(tmp_path, 1500)
+    assert gen_path == tmp_path / "checkpoints" / "gen_00001500.safetensors"
+    assert state_path == tmp_path / "checkpoints" / "state_00001500.safetensors"
+
+
+def test_prune_keeps_the_newest(tmp_path):
+    _touch_checkpoints(tmp_path, [5, 10, 15, 20, 100])
+    (tmp_path / "checkpoints" / "notes.txt").write_text("keep me")
+    (tmp_path / "checkpoints" / "gen_best.safetensors").write_bytes(b"x")
+    checkpoint.prune(tmp_path, 2)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == [
+        "gen_00000020.safetensors",
+        "gen_00000100.safetensors",
+        "gen_best.safetensors",
+        "notes.txt",
+        "state_00000020.safetensors",
+        "state_00000100.safetensors",
+    ]
+    assert checkpoint.list_steps(tmp_path, "gen") == [20, 100]
+    assert checkpoint.newest_generator(tmp_path) == tmp_path / "checkpoints" / "gen_00000100.safetensors"
+
+
+def test_prune_with_an_old_unpaired_file(tmp_path):
+    _touch_checkpoints(tmp_path, [1], kinds=("state",))  # a crash between the two writes
+    _touch_checkpoints(tmp_path, [2, 3, 4])
+    checkpoint.prune(tmp_path, 2)
+    assert checkpoint.list_steps(tmp_path, "gen") == [3, 4]
+    assert checkpoint.list_steps(tmp_path, "state") == [3, 4]
+
+
+def test_list_steps_of_a_fresh_folder(tmp_path):
+    assert checkpoint.list_steps(tmp_path) == []
+    assert checkpoint.newest_generator(tmp_path) is None

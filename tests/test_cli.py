@@ -1,0 +1,178 @@
+"""The `munit` command through Typer's CliRunner: help, version, usage errors (exit 2, a message,
+no traceback), and a help that answers without importing torch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import munit_cli
+from munit_cli import __version__
+from munit_cli.cli import app
+
+REPO = Path(munit_cli.__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+def command_names(typer_app) -> list[str]:
+    names = [c.name or c.callback.__name__.replace("_", "-") for c in typer_app.registered_commands]
+    names += [g.name for g in typer_app.registered_groups]
+    return names
+
+
+def assert_usage_error(result, *needles: str):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    for needle in needles:
+        assert needle in result.output, (needle, result.output)
+
+
+@pytest.fixture
+def folders(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    return [str(a), str(b), "--out", str(tmp_path / "run")]
+
+
+def test_help_lists_every_command():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    names = command_names(app)
+    assert {"train", "demo"} <= set(names)
+    for name in names:
+        assert name in result.output, name
+    assert "Usage" in result.output
+
+
+def test_no_arguments_shows_help():
+    result = runner.invoke(app, [])
+    assert "train" in result.output and "Usage" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("name", ["train", "demo"])
+def test_command_help_has_an_example(name):
+    result = runner.invoke(app, [name, "--help"])
+    assert result.exit_code == 0
+    assert f"munit {name}" in result.output  # an example line
+
+
+def test_every_command_help_answers():
+    for name in command_names(app):
+        result = runner.invoke(app, [name, "--help"])
+        assert result.exit_code == 0, (name, result.output)
+        assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version(flag):
+    result = runner.invoke(app, [flag])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"munit {__version__}"
+
+
+def test_unknown_option(folders):
+    assert_usage_error(runner.invoke(app, ["train", *folders, "--bogus"]), "--bogus")
+
+
+def test_unknown_command():
+    assert_usage_error(runner.invoke(app, ["trian"]), "trian")
+
+
+def test_missing_required_option(tmp_path):
+    assert_usage_error(runner.invoke(app, ["train", str(tmp_path)]), "--out")
+
+
+def test_option_of_the_wrong_type(folders):
+    assert_usage_error(runner.invoke(app, ["train", *folders, "--iters", "many"]), "--iters")
+
+
+def test_unknown_preset(folders, tmp_path):
+    result = runner.invoke(app, ["train", *folders, "--preset", "nope"])
+    assert_usage_error(result, "nope", "tiny")  # names the bad preset and lists the known ones
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("item", ["modeldim=8", "model.dim", "model.=8", "=8"])
+def test_bad_set_syntax(folders, item):
+    assert_usage_error(runner.invoke(app, ["train", *folders, "--set", item]), "SECTION.KEY=VALUE")
+
+
+@pytest.mark.parametrize(
+    "item, needle",
+    [("model.dim=abc", "model.dim"), ("train.iters=1.5", "train.iters"), ("data.flip=maybe", "data.flip"), ("optim.lr=fast", "optim.lr")],
+)
+def test_wrong_type_in_set(folders, item, needle):
+    assert_usage_error(runner.invoke(app, ["train", *folders, "--set", item]), needle)
+
+
+@pytest.mark.parametrize("item, needle", [("model.dimm=8", "model.dimm"), ("modle.dim=8", "modle")])
+def test_unknown_key_in_set(folders, item, needle):
+    assert_usage_error(runner.invoke(app, ["train", *folders, "--set", item]), needle)
+
+
+def test_invalid_value_in_set(folders):
+    assert_usage_error(runner.invoke(app, ["train", *folders, "--set", "data.crop_size=30"]), "crop_size")
+
+
+def test_unknown_key_in_config_file(folders, tmp_path):
+    path = tmp_path / "my.toml"
+    path.write_text("[model]\ndim = 16\nstyle_dimm = 4\n")
+    result = runner.invoke(app, ["train", *folders, "--config", str(path)])
+    assert_usage_error(result, "model.style_dimm", str(path))
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_section_in_config_file(folders, tmp_path):
+    path = tmp_path / "my.toml"
+    path.write_text("[modle]\ndim = 16\n")
+    assert_usage_error(runner.invoke(app, ["train", *folders, "--config", str(path)]), "modle")
+
+
+def test_broken_or_missing_config_file(folders, tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text("[model\ndim = ")
+    assert_usage_error(runner.invoke(app, ["train", *folders, "--config", str(path)]), str(path))
+    missing = tmp_path / "missing.toml"
+    assert_usage_error(runner.invoke(app, ["train", *folders, "--config", str(missing)]), str(missing))
+
+
+def test_vgg_weight_without_file(folders):
+    result = runner.invoke(app, ["train", *folders, "--set", "loss.vgg_w=1"])
+    assert_usage_error(result, "vgg_weights")
+
+
+@pytest.mark.parametrize("names", ["edges", "a,b,c", "same,same", ",b"])
+def test_bad_names(folders, names):
+    assert_usage_error(runner.invoke(app, ["train", *folders, "--preset", "tiny", "--names", names]), "--names")
+
+
+def test_help_and_version_do_not_import_torch():
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "import munit_cli.cli as cli\n"
+        "runner = CliRunner()\n"
+        "codes = [runner.invoke(cli.app, args).exit_code for args in (['--help'], ['--version'], ['train', '--help'])]\n"
+        "print(codes, 'torch' in sys.modules)\n"
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[0, 0, 0] False"
+
+
+def test_module_entry_point_version():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    result = subprocess.run([sys.executable, "-m", "munit_cli", "--version"], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"munit {__version__}"

@@ -1,0 +1,228 @@
+"""Each loss term on hand-made tensors against the reference formulas, the weighted generator
+objective, the training updates' terms, the VGG perceptual loss's weights handling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from munit_cli import config, losses, models
+from munit_cli.config import LossConfig
+from munit_cli.errors import MunitError, UsageError
+
+
+def test_recon_loss_is_l1_mean():
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    target = torch.tensor([[0.0, 4.0], [3.0, 1.0]])
+    assert losses.recon_loss(x, target).item() == pytest.approx((1 + 2 + 0 + 3) / 4)
+    assert losses.recon_loss(x, x).item() == 0.0
+
+
+def test_recon_loss_accumulates_in_float32():
+    x = torch.tensor([1.0, -1.0], dtype=torch.bfloat16)
+    y = torch.tensor([0.0, 0.0], dtype=torch.bfloat16)
+    out = losses.recon_loss(x, y)
+    assert out.dtype == torch.float32 and out.item() == 1.0
+
+
+def test_lsgan_discriminator_loss_summed_over_scales():
+    real = [torch.tensor([[0.5, 1.0]]), torch.tensor([[[2.0]]])]
+    fake = [torch.tensor([[0.0, 1.0]]), torch.tensor([[[-1.0]]])]
+    # scale 0: mean(fake^2) = 0.5, mean((real - 1)^2) = 0.125; scale 1: 1 + 1
+    assert losses.dis_loss(real, fake).item() == pytest.approx(0.5 + 0.125 + 1.0 + 1.0)
+    # a perfect discriminator (real -> 1, fake -> 0) has zero loss
+    assert losses.dis_loss([torch.ones(1, 1, 4, 4)] * 3, [torch.zeros(1, 1, 4, 4)] * 3).item() == 0.0
+
+
+def test_lsgan_generator_loss_summed_over_scales():
+    fake = [torch.tensor([[0.0, 1.0]]), torch.tensor([[[3.0]]]), torch.tensor([[-1.0, 1.0, 1.0, 1.0]])]
+    assert losses.gen_adv_loss(fake).item() == pytest.approx(0.5 + 4.0 + 1.0)
+    assert losses.gen_adv_loss([torch.ones(2, 1, 3, 3)] * 2).item() == 0.0
+
+
+def test_loss_weight_defaults_are_the_reference():
+    w = LossConfig()
+    assert (w.gan_w, w.recon_x_w, w.recon_c_w, w.recon_s_w, w.recon_x_cyc_w, w.vgg_w) == (1, 10, 1, 1, 0, 0)
+
+
+def _hand_terms():
+    names = [
+        "adv_a", "adv_b", "recon_x_a", "recon_x_b", "recon_s_a", "recon_s_b",
+        "recon_c_a", "recon_c_b", "cyc_x_a", "cyc_x_b", "vgg_a", "vgg_b",
+    ]  # fmt: skip
+    return {name: torch.tensor(float(i + 1)) for i, name in enumerate(names)}
+
+
+def test_total_generator_loss_weighting():
+    t = _hand_terms()
+    w = LossConfig(gan_w=1.5, recon_x_w=10.0, recon_c_w=2.0, recon_s_w=3.0, recon_x_cyc_w=7.0, vgg_w=0.5)
+    want = (
+        1.5 * (1 + 2)  # adversarial
+        + 10.0 * (3 + 4)  # image reconstruction
+        + 3.0 * (5 + 6)  # style reconstruction
+        + 2.0 * (7 + 8)  # content reconstruction
+        + 7.0 * (9 + 10)  # explicit cycle
+        + 0.5 * (11 + 12)  # perceptual
+    )
+    assert losses.total_generator_loss(t, w).item() == pytest.approx(want)
+
+
+def test_total_generator_loss_without_optional_terms_uses_defaults():
+    t = {k: v for k, v in _hand_terms().items() if not k.startswith(("cyc", "vgg"))}
+    want = 1 * (1 + 2) + 10 * (3 + 4) + 1 * (5 + 6) + 1 * (7 + 8)
+    assert losses.total_generator_loss(t, LossConfig()).item() == pytest.approx(want)
+
+
+# ---------------------------------------------------------------------------------------------
+# The terms of the objective on real networks, recomputed from the reference definitions
+
+
+def _setup(tiny_cfg):
+    cfg = tiny_cfg()
+    torch.manual_seed(0)
+    gen, dis = models.build(cfg.model)
+    g = torch.Generator().manual_seed(1)
+    x_a = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    x_b = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    s_a = torch.randn(2, cfg.model.style_dim, generator=g)
+    s_b = torch.randn(2, cfg.model.style_dim, generator=g)
+    return cfg, gen, dis, x_a, x_b, s_a, s_b
+
+
+def _l1(x, y):
+    return (x - y).abs().mean().item()
+
+
+def _g_adv(outputs):
+    return sum(((o - 1) ** 2).mean().item() for o in outputs)
+
+
+@torch.no_grad()
+def test_generator_terms_follow_the_reference(tiny_cfg):
+    cfg, gen, dis, x_a, x_b, s_a, s_b = _setup(tiny_cfg)
+    ga, gb, da, db = gen.gen_a, gen.gen_b, dis.dis_a, dis.dis_b
+    out = gen(x_a, x_b, s_a, s_b, cycle=True)
+    got = losses.generator_terms(
+        out, x_a, x_b, losses.gen_adv_loss(da(out["x_ba"])), losses.gen_adv_loss(db(out["x_ab"]))
+    )
+
+    c_a, c_b = ga.content_encoder(x_a), gb.content_encoder(x_b)
+    sp_a, sp_b = ga.style_encoder(x_a), gb.style_encoder(x_b)
+    x_ba, x_ab = ga.decode(c_b, s_a), gb.decode(c_a, s_b)  # x_ba = G_a(c_b, s_a), x_ab = G_b(c_a, s_b)
+    torch.testing.assert_close(out["x_ba"], x_ba)
+    torch.testing.assert_close(out["x_ab"], x_ab)
+    want = {
+        "adv_a": _g_adv(da(x_ba)),  # D_a judges translations into domain a
+        "adv_b": _g_adv(db(x_ab)),
+        "recon_x_a": _l1(ga.decode(c_a, sp_a), x_a),
+        "recon_x_b": _l1(gb.decode(c_b, sp_b), x_b),
+        "recon_s_a": _l1(ga.style_encoder(x_ba), s_a),
+        "recon_s_b": _l1(gb.style_encoder(x_ab), s_b),
+        "recon_c_b": _l1(ga.content_encoder(x_ba), c_b),
+        "recon_c_a": _l1(gb.content_encoder(x_ab), c_a),
+        "cyc_x_a": _l1(ga.decode(gb.content_encoder(x_ab), sp_a), x_a),
+        "cyc_x_b": _l1(gb.decode(ga.content_encoder(x_ba), sp_b), x_b),
+    }
+    assert set(got) == set(want)
+    for key, value in want.items():
+        assert got[key].item() == pytest.approx(value, rel=1e-4, abs=1e-6), key
+
+    w = LossConfig(recon_x_cyc_w=10.0, recon_c_w=2.0, recon_s_w=3.0)
+    total = (
+        1.0 * (want["adv_a"] + want["adv_b"])
+        + 10.0 * (want["recon_x_a"] + want["recon_x_b"])
+        + 2.0 * (want["recon_c_a"] + want["recon_c_b"])
+        + 3.0 * (want["recon_s_a"] + want["recon_s_b"])
+        + 10.0 * (want["cyc_x_a"] + want["cyc_x_b"])
+    )
+    assert losses.total_generator_loss(got, w).item() == pytest.approx(total, rel=1e-4)
+
+
+@torch.no_grad()
+def test_no_cycle_terms_without_the_cycle_pass(tiny_cfg):
+    cfg, gen, dis, x_a, x_b, s_a, s_b = _setup(tiny_cfg)
+    out = gen(x_a, x_b, s_a, s_b, cycle=False)
+    terms = losses.generator_terms(out, x_a, x_b, torch.tensor(0.0), torch.tensor(0.0))
+    assert not any(k.startswith(("cyc", "vgg")) for k in terms)
+    assert len(terms) == 8
+
+
+@torch.no_grad()
+def test_discriminator_pair_and_loss_follow_the_reference(tiny_cfg):
+    cfg, gen, dis, x_a, x_b, s_a, s_b = _setup(tiny_cfg)
+    da, db = dis.dis_a, dis.dis_b
+    x_ba = gen.gen_a.decode(gen.gen_b.content_encoder(x_b), s_a)
+    x_ab = gen.gen_b.decode(gen.gen_a.content_encoder(x_a), s_b)
+    scores = dis(x_a, x_ba, x_b, x_ab)
+    for key, (d, x) in {"real_a": (da, x_a), "fake_a": (da, x_ba), "real_b": (db, x_b), "fake_b": (db, x_ab)}.items():
+        assert len(scores[key]) == 2
+        for got, want in zip(scores[key], d(x)):
+            torch.testing.assert_close(got, want)
+
+    def d_loss(d, real, fake):
+        return sum((f**2).mean().item() + ((r - 1) ** 2).mean().item() for r, f in zip(d(real), d(fake)))
+
+    got = losses.dis_loss(scores["real_a"], scores["fake_a"]) + losses.dis_loss(scores["real_b"], scores["fake_b"])
+    assert got.item() == pytest.approx(d_loss(da, x_a, x_ba) + d_loss(db, x_b, x_ab), rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# VGG perceptual loss: user-supplied weights, clear errors
+
+
+def test_vgg_missing_weights_file(tmp_path):
+    missing = tmp_path / "nowhere" / "vgg16.safetensors"
+    with pytest.raises(MunitError) as info:
+        losses.VGGPerceptual(missing)
+    assert "VGG" in str(info.value) and str(missing) in str(info.value)
+    assert "not found" in str(info.value)
+    assert info.value.hint and "download" in info.value.hint
+
+
+def test_vgg_weights_file_with_wrong_keys(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "other.safetensors"
+    save_file({"encoder.weight": torch.zeros(3, 3)}, str(path))
+    with pytest.raises(MunitError) as info:
+        losses.VGGPerceptual(path)
+    assert str(path) in str(info.value) and "VGG-16" in str(info.value)
+
+
+def test_vgg_weights_file_not_safetensors(tmp_path):
+    path = tmp_path / "vgg16.pth"
+    path.write_bytes(b"\x80\x02this is a pickle, not safetensors" * 10)
+    with pytest.raises(MunitError) as info:
+        losses.VGGPerceptual(path)
+    assert str(path) in str(info.value)
+
+
+def test_vgg_loss_with_valid_weights(tmp_path):
+    from safetensors.torch import save_file
+    from torchvision.models.vgg import cfgs, make_layers
+
+    torch.manual_seed(0)
+    features = make_layers(cfgs["D"])  # VGG-16's feature stack, random weights
+    path = tmp_path / "vgg16.safetensors"
+    save_file({f"features.{k}": v for k, v in features.state_dict().items()}, str(path))
+    vgg = losses.VGGPerceptual(path)
+    assert not any(p.requires_grad for p in vgg.parameters())
+    x = (torch.rand(1, 3, 32, 32) * 2 - 1).requires_grad_(True)
+    y = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert vgg(y, y).item() == 0.0
+    loss = vgg(x, y)
+    assert loss.item() > 0
+    loss.backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    gray = torch.rand(1, 1, 32, 32) * 2 - 1
+    assert torch.isfinite(vgg(gray, gray.flip(-1)))
+
+
+def test_config_vgg_weight_without_file_is_a_usage_error():
+    with pytest.raises(UsageError) as info:
+        config.resolve("paper", overrides={"loss": {"vgg_w": 1.0}})
+    assert "vgg_weights" in str(info.value)
+    assert info.value.exit_code == 2
+    # with a file named, the config is accepted (the file is checked when training starts)
+    cfg = config.resolve("paper", overrides={"loss": {"vgg_w": 1.0, "vgg_weights": "vgg16.safetensors"}})
+    assert cfg.loss.vgg_w == 1.0
