@@ -76,7 +76,7 @@ def fail(exc: MunitError) -> None:
     # escaped: messages hold paths and hints like 'munit-cli[export]' that rich would read as tags
     err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
     if exc.hint:
-        err.print(f"  hint: {escape(exc.hint)}", highlight=False, soft_wrap=True)
+        err.print(f"  hint: {exc.hint}", highlight=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
 
 
@@ -282,7 +282,7 @@ def demo(
     else:
         from munit_cli.console import err
 
-        err.print("[bold green]demo finished[/]")
+        err.print("[bold green]demo finished[/]", markup=True)
         for key, value in result.items():
             err.print(f"  {key}: {value}")
 

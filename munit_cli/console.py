@@ -10,7 +10,10 @@ from typing import Iterator
 
 from rich.console import Console
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Markup is off by default: messages carry paths, and a file named 'shot [final].png' must print as
+# is (rich would swallow '[final]' and fail on '[/]'). Styled messages pass markup=True and escape
+# what they interpolate.
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
 def is_tty() -> bool:

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import torch
 import torch.nn.functional as F
+from rich.markup import escape
 
 from munit_cli import images
 from munit_cli.config import DataConfig
@@ -65,7 +66,7 @@ class FolderSource:
             img = images.resize_shorter(images.open_image(self.paths[i], mode=self.mode), self.load_size)
         except MunitError as exc:
             self._warned.add(i)
-            err.print(f"[yellow]warning:[/] skipping {exc}")
+            err.print(f"[yellow]warning:[/] skipping {escape(str(exc))}", markup=True)
             return None
         t = images.to_tensor(img)
         if self._cache_left >= t.numel():

@@ -442,7 +442,7 @@ def _translate_group(tr: Translator, group: list[Result], styles: torch.Tensor) 
 
 
 def report_failure(result: Result) -> None:
-    err.print(f"[yellow]skipped:[/] {escape(result.error or '')}", highlight=False)
+    err.print(f"[yellow]skipped:[/] {escape(result.error or '')}", markup=True)
 
 
 def raise_for_failures(failed: Sequence[str], total: int) -> None:

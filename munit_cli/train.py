@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+from rich.markup import escape
 
 from munit_cli import checkpoint, data, dist, images, losses, models
 from munit_cli.config import Config
@@ -208,7 +209,7 @@ def find_resume_state(out: Path, resume: str) -> Path | None:
             checkpoint.read_tensors(gen_path, checkpoint.GENERATOR_KIND)
             return state_path
         except MunitError as exc:
-            err.print(f"[yellow]warning:[/] {exc}; trying the previous checkpoint")
+            err.print(f"[yellow]warning:[/] {escape(str(exc))}; trying the previous checkpoint", markup=True)
     return None
 
 
