@@ -2,7 +2,9 @@
 
 Nothing here ever unpickles. Files are written atomically (temporary file, fsync, rename, fsync of
 the folder), so a crash leaves either the old file or the new one, never half of one. Every file
-carries the resolved config, the domain names and a format version in its metadata.
+carries the resolved config, the domain names and a format version in its metadata, and a sha256
+of its header and tensor data, so a file damaged later (a bad disk, a partial copy) is refused
+instead of silently loading wrong weights.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 
 from munit_cli import config as config_mod
 from munit_cli.errors import MunitError
+from munit_cli.images import temp_path
 
 FORMAT_VERSION = "1"
 GENERATOR_KIND = "munit-generator"
@@ -26,18 +29,21 @@ STATE_KIND = "munit-train-state"
 BUNDLE_KIND = "munit-bundle"  # written by `munit export`: one set of generator weights, any dtype
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^(gen|state)_(\d{8,})\.safetensors$")
+CHECKSUM_KEY = "checksum"  # metadata entry: sha256 of the rest of the header and of the tensor data
 
 
 # ---------------------------------------------------------------------------------------------
 # Atomic writes
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, *chunks: bytes | memoryview) -> None:
+    """`path` becomes the concatenated chunks, all or nothing, and durably (fsync) once this returns."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            for chunk in chunks:
+                f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -61,10 +67,36 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """A safetensors file with `metadata` and a checksum entry that `read_tensors` verifies."""
     from safetensors.torch import save
 
     data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
-    atomic_write_bytes(path, data)
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    body = memoryview(data)[8 + size :]
+    header.setdefault("__metadata__", {})[CHECKSUM_KEY] = _checksum(header, [body])
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)  # as safetensors does: the tensor data stays 8-byte aligned
+    atomic_write_bytes(path, len(head).to_bytes(8, "little"), head, body)
+
+
+def _checksum(header: dict, body: Iterable[bytes | memoryview]) -> str:
+    """sha256 of the header in a canonical form, without the checksum entry, then the tensor data:
+    it covers names, dtypes, shapes, offsets and metadata as well as every weight."""
+    meta = {k: v for k, v in header.get("__metadata__", {}).items() if k != CHECKSUM_KEY}
+    digest = hashlib.sha256(json.dumps({**header, "__metadata__": meta}, sort_keys=True).encode())
+    for chunk in body:
+        digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _verify_checksum(path: Path, expected: str) -> None:
+    """Called after safetensors has validated the layout, so the header length can be trusted."""
+    with open(path, "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        found = _checksum(header, iter(lambda: f.read(1 << 20), b""))
+    if found != expected:
+        raise MunitError(f"{path}: damaged (its contents no longer match the checksum written with it)")
 
 
 def read_tensors(path: Path, expect_kind: str | tuple[str, ...]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -83,6 +115,8 @@ def read_tensors(path: Path, expect_kind: str | tuple[str, ...]) -> tuple[dict[s
                     f"{path}: not a munit {kinds[0].removeprefix('munit-')} file "
                     f"(format {metadata.get('format')!r})"
                 )
+            if CHECKSUM_KEY in metadata:  # files of munit before checksums have none
+                _verify_checksum(path, metadata[CHECKSUM_KEY])
             tensors = {key: f.get_tensor(key) for key in f.keys()}
     except MunitError:
         raise
@@ -161,6 +195,11 @@ def parse_metadata(path: Path, metadata: dict[str, str]) -> tuple[config_mod.Con
 def load_state_dict_checked(module: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
     """Compare keys and shapes before loading, so a file for another architecture is a clear error."""
     expected = module.state_dict()
+    check_fits(expected, tensors, path)
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+
+
+def check_fits(expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor], path: Path) -> None:
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
@@ -172,7 +211,6 @@ def load_state_dict_checked(module: torch.nn.Module, tensors: dict[str, torch.Te
                 f"{path}: weights do not fit this architecture "
                 f"({key}: {tuple(tensors[key].shape)} vs {tuple(value.shape)})"
             )
-    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
 
 
 def split_ema(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -191,8 +229,12 @@ def load_generator(path: Path, device: str | torch.device = "cpu", use_ema: bool
     tensors, metadata = read_tensors(path, (GENERATOR_KIND, BUNDLE_KIND))
     cfg, names, step = parse_metadata(path, metadata)
     raw, ema = split_ema(tensors)
+    weights = ema if (use_ema and ema) else raw
+    with torch.device("meta"):  # the architecture the metadata claims, sized without allocating it
+        claimed = MUNIT(cfg.model)
+    check_fits(claimed.state_dict(), weights, path)  # so a forged config cannot make us allocate terabytes
     model = MUNIT(cfg.model)
-    load_state_dict_checked(model, ema if (use_ema and ema) else raw, path)
+    load_state_dict_checked(model, weights, path)
     model.to(device).eval().requires_grad_(False)
     return LoadedGenerator(model, cfg, names, step, metadata.get("fingerprint", ""), path, metadata)
 

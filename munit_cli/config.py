@@ -274,6 +274,21 @@ def from_json(text: str) -> Config:
     return apply_overrides(cfg, values, "the stored config")
 
 
+# Far above any useful network (the paper: dim 64, n_res 4, ...), these bound what building one
+# costs, so the config stored in a forged model file cannot stall munit or overflow tensor sizes.
+_MODEL_LIMITS = {
+    "dim": 4096,
+    "n_downsample": 8,
+    "n_res": 64,
+    "style_dim": 4096,
+    "mlp_dim": 65536,
+    "style_n_downsample": 8,
+    "dis_dim": 4096,
+    "dis_n_layer": 12,
+    "dis_num_scales": 8,
+}
+
+
 def validate(cfg: Config) -> None:
     m, d, t = cfg.model, cfg.data, cfg.train
     if m.input_dim not in (1, 3):
@@ -283,6 +298,9 @@ def validate(cfg: Config) -> None:
             raise UsageError(f"model.{name} must be at least 1")
     if m.n_res < 0:
         raise UsageError("model.n_res must be at least 0")
+    for name, most in _MODEL_LIMITS.items():
+        if getattr(m, name) > most:
+            raise UsageError(f"model.{name} must be at most {most}, got {getattr(m, name)}")
     if d.crop_size % 4:
         raise UsageError(f"data.crop_size must be divisible by 4, got {d.crop_size}")
     if d.crop_size > d.load_size:

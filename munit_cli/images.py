@@ -252,12 +252,49 @@ def save_gif(frames: Sequence[Image.Image], path: Path, fps: float) -> Path:
     return path
 
 
+def temp_path(path: Path) -> Path:
+    """The unique hidden name next to `path` that an atomic write fills before renaming it to `path`.
+    It holds the writer's pid, so `remove_stale_temporaries` can tell a crashed writer's leftovers."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def remove_stale_temporaries(folders: Sequence[Path]) -> int:
+    """Delete the temporary files that writers killed mid-write (kill -9, power loss) left in
+    `folders` (not recursive); files of a live writer are kept. Returns how many were removed."""
+    removed = 0
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # a folder that does not exist (yet) holds nothing stale
+            continue
+        for entry in entries:
+            found = _TEMP_NAME.match(entry.name)
+            if found and not _pid_alive(int(found.group(1))) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process, or not a real pid: keep
+        return True
+    return True
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write via a temporary name in the same folder and rename, so an interrupted run never leaves
     a half-written file under the final name."""
     path = Path(path)
-    # A unique hidden name created with open() (not mkstemp) so the file gets the usual umask permissions.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    # Created with open() (not mkstemp) so the file gets the usual umask permissions.
+    tmp = temp_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "xb") as fh:
