@@ -50,6 +50,7 @@ from munit_cli.images import (
     list_images,
     open_image,
     read_bytes,
+    remove_stale_temporaries,
     resize_shorter,
     to_tensor,
     write_atomic,
@@ -129,38 +130,39 @@ def run(
     how many files were decoded now, reused from the previous run, and removed as stale."""
     out = Path(out)
     _check_common(size, min_size, quality, test_fraction, test_count, channels, workers)
-    if synthetic_kind is not None:
-        if src_a is not None or src_b is not None or split_paired or test_fraction is not None:
-            raise UsageError(
-                "--synthetic makes its own data: give no source folders, --split-paired or --test-fraction"
+    with _stop_on_signals():
+        if synthetic_kind is not None:
+            if src_a is not None or src_b is not None or split_paired or test_fraction is not None:
+                raise UsageError(
+                    "--synthetic makes its own data: give no source folders, --split-paired or --test-fraction"
+                )
+            return _run_synthetic(
+                synthetic_kind,
+                out,
+                size or DEFAULT_SYNTHETIC_SIZE,
+                synthetic_count,
+                DEFAULT_SYNTHETIC_TEST_COUNT if test_count is None else test_count,
+                channels,
+                seed,
+                pack,
+                overwrite,
             )
-        return _run_synthetic(
-            synthetic_kind,
-            out,
-            size or DEFAULT_SYNTHETIC_SIZE,
-            synthetic_count,
-            DEFAULT_SYNTHETIC_TEST_COUNT if test_count is None else test_count,
-            channels,
-            seed,
-            pack,
-            overwrite,
+        sources = _source_folders(src_a, src_b, split_paired)
+        proc = Processing(
+            size=DEFAULT_SIZE if size is None else size,
+            center_crop=center_crop,
+            min_size=min_size,
+            fmt=_format(fmt),
+            quality=quality,
+            background=parse_colour(background),
+            mode="RGB" if channels == 3 else "L",
+            max_pixels=max_pixels,
+            paired=split_paired,
         )
-    sources = _source_folders(src_a, src_b, split_paired)
-    proc = Processing(
-        size=DEFAULT_SIZE if size is None else size,
-        center_crop=center_crop,
-        min_size=min_size,
-        fmt=_format(fmt),
-        quality=quality,
-        background=parse_colour(background),
-        mode="RGB" if channels == 3 else "L",
-        max_pixels=max_pixels,
-        paired=split_paired,
-    )
-    split = {"test_fraction": test_fraction, "test_count": test_count}
-    if test_fraction is None and test_count is None:
-        split["test_fraction"] = DEFAULT_TEST_FRACTION
-    return _run_folders(sources, out, proc, split, workers or _cpu_count(), pack, overwrite, progress)
+        split = {"test_fraction": test_fraction, "test_count": test_count}
+        if test_fraction is None and test_count is None:
+            split["test_fraction"] = DEFAULT_TEST_FRACTION
+        return _run_folders(sources, out, proc, split, workers or _cpu_count(), pack, overwrite, progress)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,6 +251,12 @@ def _claim_out(out: Path, overwrite: bool, sources: list[Path]) -> dict | None:
     return previous
 
 
+def _remove_leftovers(out: Path) -> None:
+    """The temporary files of a run that was killed mid-write; its finished files are reused."""
+    folders = [out, *(out / name for name in SPLIT_DIRS), *(out / PENDING / d for d in "AB")]
+    remove_stale_temporaries(folders + [out / "packed" / name for name in ("trainA", "trainB")])
+
+
 def read_manifest(out: Path) -> dict | None:
     """The manifest of a prepared folder, or None if there is none (or it is not ours)."""
     try:
@@ -290,6 +298,7 @@ def _run_folders(
 ) -> dict[str, Any]:
     scanned = _scan(sources)
     previous = _claim_out(out, overwrite, list(sources.values()))
+    _remove_leftovers(out)
     header = {
         "kind": "paired" if proc.paired else "folders",
         "sources": {domain: str(path.resolve()) for domain, path in sources.items()},
@@ -319,9 +328,7 @@ def _run_folders(
                 tick()
     except KeyboardInterrupt:
         _write_manifest(out, header, entries, complete=False)
-        raise Interrupted(
-            "prepare interrupted: finished images are kept, run the same command again to continue", signal.SIGINT
-        ) from None
+        raise
     except BrokenProcessPool:
         _write_manifest(out, header, entries, complete=False)
         raise MunitError(
@@ -403,16 +410,51 @@ def _process_all(todo: list[SourceFile], proc: Processing, workers: int) -> Iter
         yield from zip(todo, map(_process, jobs))
         return
     # spawn, not fork: the parent may hold threads (torch, rich) that a forked child would inherit locked.
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint)
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_stop_signals
+    )
     try:
         yield from zip(todo, pool.map(_process, jobs, chunksize=max(1, min(16, len(jobs) // (8 * workers)))))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _ignore_sigint() -> None:
-    # Ctrl-C reaches the whole process group; only the parent should react (it stops the pool).
+def _ignore_stop_signals() -> None:
+    # Ctrl-C (and a SIGTERM sent to the process group) reaches every worker; only the parent should
+    # react: it stops the pool after the images in flight, and writes the manifest.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM raised where the program is, like Ctrl-C's KeyboardInterrupt, so both stop a run
+    through the same cleanup (temporary files removed, the manifest written)."""
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM stop the run as Interrupted (exit 130 / 143); what is finished is kept."""
+
+    def terminate(signum, frame):
+        raise _Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+        installed = True
+    except ValueError:  # not the main thread: signals are the caller's business
+        installed = False
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        signum = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
+        raise Interrupted(
+            f"{signal.Signals(signum).name}: prepare stopped; finished images are kept, "
+            "run the same command again to continue",
+            signum,
+        ) from None
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _process(job: tuple[str, str, Processing]) -> dict[str, Any]:
@@ -572,6 +614,7 @@ def _run_synthetic(
     if kind != "shapes":
         raise UsageError(f"unknown synthetic data set {kind!r}", hint="available: shapes")
     _claim_out(out, overwrite, [])
+    _remove_leftovers(out)
     header = {
         "kind": "synthetic",
         "sources": {"synthetic": kind},
