@@ -299,6 +299,7 @@ SizeOpt = typer.Option(None, "--size", help="Work with the shorter side at this 
 TruncationOpt = typer.Option(1.0, "--truncation", help="Scale sampled styles toward the mean, 0 < PSI <= 1 (smaller: safer, less extreme).", metavar="PSI")
 BatchOpt = typer.Option(1, "--batch-size", "-b", help="Inputs per forward pass (faster on GPUs; pixels may differ by rounding from batch size 1).")
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
+OverwriteOpt = typer.Option(False, "--overwrite", help="Replace existing output files (without it, nothing is written when one exists).")
 
 
 @app.command(
@@ -325,6 +326,7 @@ def translate(
     batch_size: int = BatchOpt,
     device: str = DeviceOpt,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON record per output (input, style, path) on stdout."),
+    overwrite: bool = OverwriteOpt,
 ) -> None:
     """Translate images to the other domain.  [dim]munit translate in.jpg --to B --model runs/x[/dim]"""
     from munit_cli import infer
@@ -344,6 +346,7 @@ def translate(
         batch_size=batch_size,
         device=device,
         on_record=emit_json if json_out else None,
+        overwrite=overwrite,
     )
     if summary.out != infer.STDIN and not json_out:
         from munit_cli.console import err
@@ -387,11 +390,13 @@ def style_encode(
     size: Optional[int] = SizeOpt,
     device: str = DeviceOpt,
     json_out: bool = typer.Option(False, "--json", help="Print the written path as JSON on stdout."),
+    overwrite: bool = OverwriteOpt,
 ) -> None:
     """Save the style of a reference image.  [dim]munit style encode ref.jpg --domain B -o s.safetensors[/dim]"""
     from munit_cli import infer
 
-    _print_path(infer.encode_style_file(image, model=model, domain=domain, out=out, size=size, device=device), json_out)
+    path = infer.encode_style_file(image, model=model, domain=domain, out=out, size=size, device=device, overwrite=overwrite)
+    _print_path(path, json_out)
 
 
 @style_app.command(
@@ -409,11 +414,14 @@ def style_sample(
     out: Path = StyleOutOpt,
     truncation: float = TruncationOpt,
     json_out: bool = typer.Option(False, "--json", help="Print the written path as JSON on stdout."),
+    overwrite: bool = OverwriteOpt,
 ) -> None:
     """Save a random style from N(0, I).  [dim]munit style sample --seed 7 -o s.safetensors[/dim]"""
     from munit_cli import infer
 
-    path = infer.sample_style_file(model=model, domain=domain, out=out, seed=seed, index=index, truncation=truncation)
+    path = infer.sample_style_file(
+        model=model, domain=domain, out=out, seed=seed, index=index, truncation=truncation, overwrite=overwrite
+    )
     _print_path(path, json_out)
 
 
@@ -442,6 +450,7 @@ def interpolate(
     batch_size: int = BatchOpt,
     device: str = DeviceOpt,
     json_out: bool = typer.Option(False, "--json", help="Print the written paths as JSON on stdout."),
+    overwrite: bool = OverwriteOpt,
 ) -> None:
     """Morph between two styles.  [dim]munit interpolate --style-a s1 --style-b s2 --model runs/x --gif[/dim]"""
     from munit_cli import infer
@@ -461,6 +470,7 @@ def interpolate(
         truncation=truncation,
         batch_size=batch_size,
         device=device,
+        overwrite=overwrite,
     )
     if json_out:
         emit_json(summary.to_dict())
@@ -497,12 +507,13 @@ def export(
     dtype: str = typer.Option("float32", help="Bundle weights: float32, float16 or bfloat16 (ONNX is always float32)."),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="Export the EMA weights when the file has them."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    overwrite: bool = OverwriteOpt,
 ) -> None:
     """Export a model as a safetensors bundle and ONNX graphs.  [dim]munit export runs/x --out export/[/dim]"""
     from munit_cli import export as export_mod, infer
     from munit_cli.console import err
 
-    summary = export_mod.run(infer.resolve_model_path(model), out, fmt, dtype, use_ema=ema)
+    summary = export_mod.run(infer.resolve_model_path(model), out, fmt, dtype, use_ema=ema, overwrite=overwrite)
     if json_out:
         emit_json(summary)
         return

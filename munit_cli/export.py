@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from munit_cli import __version__, checkpoint
+from munit_cli import __version__, checkpoint, images
 from munit_cli.config import ModelConfig
 from munit_cli.errors import MunitError, UsageError
 
@@ -52,8 +52,10 @@ def run(
     fmt: str = "all",
     dtype: str = "float32",
     use_ema: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Export `model_path` (a generator file or a bundle) into `out_dir`; returns a summary."""
+    """Export `model_path` (a generator file or a bundle) into `out_dir`; returns a summary.
+    Files already in `out_dir` are only replaced with `overwrite`."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}", hint=f"formats: {', '.join(FORMATS)}")
     if dtype not in DTYPES:
@@ -67,6 +69,10 @@ def run(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise MunitError(f"{out_dir}: exists and is not a folder")
+    planned = [out_dir / BUNDLE_NAME] if fmt in ("bundle", "all") else []
+    if fmt in ("onnx", "all"):
+        planned += [out_dir / name for name in graphs(loaded)] + [out_dir / SIDECAR_NAME]
+    images.refuse_overwrite(planned, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = weights_used(loaded, use_ema)
     summary: dict[str, Any] = {

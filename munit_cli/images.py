@@ -289,6 +289,18 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def refuse_overwrite(paths: Sequence[Path], overwrite: bool) -> None:
+    """Before any work: outputs that would replace existing files are an error, unless `overwrite`."""
+    existing = [] if overwrite else [p for p in paths if os.path.lexists(p)]
+    if existing:
+        listed = ", ".join(display_path(p) for p in existing[:3])
+        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        raise MunitError(
+            f"{listed}{more} already exist{'s' if len(existing) == 1 else ''}; nothing was written",
+            hint="pass --overwrite to replace existing files, or choose another output",
+        )
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write via a temporary name in the same folder and rename, so an interrupted run never leaves
     a half-written file under the final name."""

@@ -32,6 +32,8 @@ STYLE_KIND = "munit-style"
 STYLE_FORMAT_VERSION = "1"
 SEED_PREFIX = "seed:"
 DEFAULT_TRANSLATE_OUT = "translated"
+STRIP_NAME = "strip.png"
+GIF_NAME = "interpolation.gif"
 FILE_FORMATS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg"}
 MODES = ("linear", "slerp")
 
@@ -381,8 +383,12 @@ def resolve_styles(
     return styles
 
 
+def style_paths(folder: Path, styles: Sequence[Style]) -> list[Path]:
+    return [Path(folder) / f"{s.tag}.safetensors" for s in styles]
+
+
 def save_styles(folder: Path, styles: Sequence[Style], tr: Translator) -> list[Path]:
-    return [save_style(Path(folder) / f"{s.tag}.safetensors", s.code, tr, tr.target, s.label) for s in styles]
+    return [save_style(path, s.code, tr, tr.target, s.label) for path, s in zip(style_paths(folder, styles), styles)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -521,13 +527,14 @@ def translate(
     on_record: Record | None = None,
     stdin: BinaryIO | None = None,
     stdout: BinaryIO | None = None,
+    overwrite: bool = False,
 ) -> TranslateSummary:
     """Translate every input with every style and write the results.
 
     A folder gets INPUTSTEM_STYLETAG.png per output (or INPUTSTEM_grid.png per input with `grid`:
     the input, then its translations). A file or stdout gets the single output, or a grid of all
     inputs (one row each) when there are several. `on_record` receives {input, style, path} per
-    output as it is written."""
+    output as it is written. Existing files are only replaced with `overwrite`."""
     check_options(truncation, batch_size)
     kind, target = output_target(out, STDIN in inputs)
     if kind == "stdout":
@@ -539,6 +546,12 @@ def translate(
     items = expand_inputs(inputs, stdin)
     tr = Translator.open(model, to, device, size)
     chosen = resolve_styles(tr, styles, num_styles, seed, truncation)
+    planned = [target] if kind == "file" else []
+    if kind == "dir":
+        planned += [p for item in items if not item.problem for p in folder_outputs(target, item.stem, chosen, grid)]
+    if save_styles_to is not None:
+        planned += style_paths(save_styles_to, chosen)
+    images.refuse_overwrite(planned, overwrite)
     if save_styles_to is not None:
         save_styles(save_styles_to, chosen, tr)
     codes = torch.stack([s.code for s in chosen])
@@ -576,12 +589,20 @@ def translate(
     return TranslateSummary(len(items), written, failed, sink_label, [s.label for s in chosen])
 
 
+def folder_outputs(folder: Path, stem: str, styles: Sequence[Style], grid: bool) -> list[Path]:
+    """The files one input's translations go to in a folder: one per style, or one grid."""
+    if grid:
+        return [folder / f"{stem}_grid.png"]
+    return [folder / f"{stem}_{s.tag}.png" for s in styles]
+
+
 def _save_in_folder(folder: Path, r: Result, styles: Sequence[Style], grid: bool) -> list[str]:
     """What one input's outputs were written to, one path per style (the same grid for all)."""
+    paths = folder_outputs(folder, r.item.stem, styles, grid)
     if grid:
-        path = images.save_png(image_grid([[r.image, *r.outputs]]), folder / f"{r.item.stem}_grid.png")  # type: ignore[list-item]
-        return [str(path)] * len(styles)
-    return [str(images.save_png(img, folder / f"{r.item.stem}_{s.tag}.png")) for s, img in zip(styles, r.outputs)]
+        images.save_png(image_grid([[r.image, *r.outputs]]), paths[0])  # type: ignore[list-item]
+        return [str(paths[0])] * len(styles)
+    return [str(images.save_png(img, path)) for img, path in zip(r.outputs, paths)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -589,21 +610,37 @@ def _save_in_folder(folder: Path, r: Result, styles: Sequence[Style], grid: bool
 
 
 def encode_style_file(
-    image: Path, *, model: str | os.PathLike | None, domain: str, out: Path, size: int | None = None, device: str = "auto"
+    image: Path,
+    *,
+    model: str | os.PathLike | None,
+    domain: str,
+    out: Path,
+    size: int | None = None,
+    device: str = "auto",
+    overwrite: bool = False,
 ) -> Path:
     """The style of `image` as seen by `domain`'s style encoder, saved as a style file."""
+    images.refuse_overwrite([Path(out)], overwrite)
     tr = Translator.open(model, domain, device, size)
     code = tr.encode_style(tr.open_image(Path(image)))
     return save_style(out, code, tr, tr.target, images.display_path(image))
 
 
 def sample_style_file(
-    *, model: str | os.PathLike | None, domain: str, out: Path, seed: int = 0, index: int = 0, truncation: float = 1.0
+    *,
+    model: str | os.PathLike | None,
+    domain: str,
+    out: Path,
+    seed: int = 0,
+    index: int = 0,
+    truncation: float = 1.0,
+    overwrite: bool = False,
 ) -> Path:
     """Style seed:SEED[:INDEX] (the same one `--style seed:SEED` gives), saved as a style file."""
     check_options(truncation)
     if index < 0:
         raise UsageError(f"--index must be 0 or more, got {index}")
+    images.refuse_overwrite([Path(out)], overwrite)
     tr = Translator.open(model, domain, "cpu")
     code = sample_style(seed, index, tr.style_dim, truncation)
     return save_style(out, code, tr, tr.target, seed_label(seed, index))
@@ -649,6 +686,10 @@ class InterpolateSummary:
         return {"frames": self.frames, "strip": self.strip, "gif": self.gif, "failed": self.failed}
 
 
+def _frame_path(out: Path, stem: str, t: int) -> Path:
+    return out / "frames" / f"{stem}_{t:03d}.png"
+
+
 def preview_inputs(model_path: Path, source: str) -> Path:
     """The fixed preview inputs a training run saved for `source` (preview/A or preview/B)."""
     run = run_folder(model_path)
@@ -680,12 +721,14 @@ def interpolate(
     batch_size: int = 1,
     device: str = "auto",
     stdin: BinaryIO | None = None,
+    overwrite: bool = False,
 ) -> InterpolateSummary:
     """Translate the input(s) with styles moving from `style_a` to `style_b` in `steps` frames.
 
     Writes OUT/frames/STEM_NNN.png, OUT/strip.png (a row of frames per input) and, with `gif`,
     OUT/interpolation.gif (frame t shows every input side by side). The frames go through the
-    same loop as `translate`, so the first and last equal `translate --style A` / `--style B`."""
+    same loop as `translate`, so the first and last equal `translate --style A` / `--style B`.
+    Existing files are only replaced with `overwrite`."""
     check_options(truncation, batch_size)
     if fps <= 0:
         raise UsageError(f"--fps must be positive, got {fps}")
@@ -696,6 +739,8 @@ def interpolate(
     spec = input if input is not None else str(preview_inputs(tr.loaded.path, tr.source))
     items = expand_inputs([spec], stdin)
     out = Path(out)
+    planned = [_frame_path(out, item.stem, t) for item in items if not item.problem for t in range(steps)]
+    images.refuse_overwrite(planned + [out / STRIP_NAME] + ([out / GIF_NAME] if gif else []), overwrite)
 
     strips: list[list[Image.Image]] = []
     frame_paths: list[str] = []
@@ -708,11 +753,11 @@ def interpolate(
                 continue
             strips.append(r.outputs)
             for t, frame in enumerate(r.outputs):
-                frame_paths.append(str(images.save_png(frame, out / "frames" / f"{r.item.stem}_{t:03d}.png")))
+                frame_paths.append(str(images.save_png(frame, _frame_path(out, r.item.stem, t))))
     strip = gif_path = None
     if strips:
-        strip = str(images.save_png(image_grid(strips), out / "strip.png"))
+        strip = str(images.save_png(image_grid(strips), out / STRIP_NAME))
         if gif:
             frames = [image_grid([[row[t] for row in strips]]) for t in range(steps)]
-            gif_path = str(images.save_gif(frames, out / "interpolation.gif", fps))
+            gif_path = str(images.save_gif(frames, out / GIF_NAME, fps))
     return InterpolateSummary(len(items), failed, frame_paths, strip, gif_path)
