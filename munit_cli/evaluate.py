@@ -1,0 +1,248 @@
+"""`munit evaluate`: a model's quality in the numbers the literature uses, per direction.
+
+For A -> B: every test A image is translated with `num_styles` random styles. KID and FID compare
+the first translation of each input (each with its own random style, so the set samples the
+model's whole output distribution) with the real test B images; diversity is the mean pairwise
+distance between one input's translations. When testA and testB share file names (ground-truth
+pairs), each A image is also translated with the style encoded from its B twin, and L1, PSNR and
+SSIM compare the result with the twin. B -> A swaps the roles.
+
+Images are prepared as the model was trained (shorter side to data.load_size, centre crop of
+data.crop_size) and translations are scored as the 8-bit pixels a saved PNG would hold. Style k
+of input i (in sorted order) is `seed:SEED:(i * num_styles + k)`, so `munit translate --style`
+reproduces any translation scored here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from rich.markup import escape
+
+from munit_cli import checkpoint, images, infer, metrics
+from munit_cli.console import err, progress
+from munit_cli.errors import MunitError, UsageError
+from munit_cli.export import weights_used
+from munit_cli.train import pick_device
+
+DIRECTIONS = (("a", "b"), ("b", "a"))
+
+
+@dataclass
+class DomainImages:
+    """One domain's test images: sorted keys (relative path without extension, for pairing), the
+    prepared images and the same pixels as a uint8 (N, C, H, W) tensor."""
+
+    keys: list[str]
+    images: list[Image.Image]
+    pixels: torch.Tensor
+
+
+def prepare(img: Image.Image, cfg) -> Image.Image:
+    return images.center_crop(images.resize_shorter(img, cfg.data.load_size), cfg.data.crop_size)
+
+
+def load_images(folder: Path, tr: infer.Translator, skipped: list[str]) -> DomainImages:
+    """The readable images of `folder`; unreadable ones are reported and their names appended to `skipped`."""
+    paths = images.list_images(Path(folder))
+    keys, prepared = [], []
+    for path in paths:
+        try:
+            img = prepare(tr.open_image(path), tr.loaded.cfg)
+        except MunitError as exc:
+            err.print(f"[yellow]skipped:[/] {escape(str(exc))}", highlight=False)
+            skipped.append(images.display_path(path))
+            continue
+        keys.append(path.relative_to(folder).with_suffix("").as_posix())
+        prepared.append(img)
+    if len(prepared) < 2:
+        raise MunitError(
+            f"{images.display_path(folder)}: {len(prepared)} readable image(s); evaluation needs at least 2"
+        )
+    return DomainImages(keys, prepared, torch.stack([images.to_tensor(img) for img in prepared]))
+
+
+def quantised(x: torch.Tensor) -> torch.Tensor:
+    """A translation (1, C, H, W) in [-1, 1] as the uint8 (C, H, W) pixels its PNG would hold."""
+    return images.to_tensor(images.tensor_to_image(x[0]))
+
+
+def features(pixels: torch.Tensor, net, device, batch_size: int, bar) -> torch.Tensor:
+    out = []
+    for start in range(0, len(pixels), batch_size):
+        chunk = pixels[start : start + batch_size]
+        out.append(metrics.inception_features(chunk, net, device))
+        bar.update(len(chunk))
+    return torch.cat(out)
+
+
+def direction_label(tr: infer.Translator) -> str:
+    return f"{tr.domain_label(tr.source)} -> {tr.domain_label(tr.target)}"
+
+
+def evaluate_direction(
+    tr: infer.Translator,
+    source: DomainImages,
+    target: DomainImages,
+    target_features: torch.Tensor,
+    *,
+    num_styles: int,
+    seed: int,
+    lpips: metrics.LPIPS | None,
+    net,
+    batch_size: int,
+    kid_subsets: int,
+    bar,
+) -> dict[str, Any]:
+    first, spreads = [], []
+    for i, img in enumerate(source.images):
+        styles = torch.stack(
+            [infer.sample_style(seed, i * num_styles + k, tr.style_dim) for k in range(num_styles)]
+        )
+        outputs = torch.stack([quantised(x) for x in tr.translate(tr.to_input(img), styles)])
+        first.append(outputs[0])
+        if num_styles > 1:
+            spreads.append(metrics.diversity(outputs, lpips))
+        bar.update(1)
+    fake = features(torch.stack(first), net, tr.device, batch_size, bar)
+    kid_mean, kid_std = metrics.kid(target_features, fake, subsets=kid_subsets, seed=seed)
+    key, label = metrics.diversity_name(lpips)
+    result: dict[str, Any] = {
+        "direction": direction_label(tr),
+        "inputs": len(source.images),
+        "reference_images": len(target.images),
+        "kid_mean": kid_mean,
+        "kid_std": kid_std,
+        "fid": metrics.fid(target_features, fake),
+        key: sum(spreads) / len(spreads) if spreads else None,
+        "diversity_metric": label,
+        "paired": paired_metrics(tr, source, target, bar),
+    }
+    return result
+
+
+def paired_metrics(tr: infer.Translator, source: DomainImages, target: DomainImages, bar) -> dict[str, Any] | None:
+    """Example-guided translation of every input that has a twin of the same name in the target
+    set: its content with the twin's encoded style, scored against the twin."""
+    twins = {key: j for j, key in enumerate(target.keys)}
+    pairs = [(i, twins[key]) for i, key in enumerate(source.keys) if key in twins]
+    if not pairs:
+        return None
+    outputs, truths = [], []
+    for i, j in pairs:
+        style = tr.encode_style(target.images[j])[None]
+        outputs.append(quantised(tr.translate(tr.to_input(source.images[i]), style)[0]))
+        truths.append(target.pixels[j])
+        bar.update(1)
+    return paired_scores(torch.stack(outputs), torch.stack(truths))
+
+
+def paired_scores(x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    """Mean L1, PSNR and SSIM of uint8 images x against their ground truth y."""
+    return {
+        "pairs": len(x),
+        "l1": float(metrics.l1(x, y).mean()),
+        "psnr": float(metrics.psnr(x, y).mean()),
+        "ssim": float(metrics.ssim(x, y).mean()),
+    }
+
+
+def evaluate(
+    model: str | os.PathLike | None,
+    test_a: Path,
+    test_b: Path,
+    *,
+    num_styles: int = 10,
+    seed: int = 0,
+    use_ema: bool = True,
+    lpips_weights: Path | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+    kid_subsets: int = metrics.KID_SUBSETS,
+) -> dict[str, Any]:
+    """Both directions' KID, FID, diversity and (with paired test folders) L1, PSNR and SSIM."""
+    if num_styles < 1:
+        raise UsageError(f"--num-styles must be at least 1, got {num_styles}")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    dev = pick_device(device)
+    net = metrics.load_inception(str(dev))  # first: a missing [eval] extra should cost nothing
+    lpips = metrics.LPIPS(Path(lpips_weights)).to(dev) if lpips_weights is not None else None
+    model_path = infer.resolve_model_path(model)
+    loaded = checkpoint.load_generator(model_path, dev, use_ema=use_ema)
+    translators = {target: infer.Translator(loaded, target, dev) for target in "ab"}
+    skipped: list[str] = []
+    sets = {
+        "a": load_images(Path(test_a), translators["a"], skipped),
+        "b": load_images(Path(test_b), translators["b"], skipped),
+    }
+    pairs = len(set(sets["a"].keys) & set(sets["b"].keys))
+    n_a, n_b = len(sets["a"].keys), len(sets["b"].keys)
+    # counted in images: real and translated sets through Inception, inputs, example-guided pairs
+    total = 2 * (n_a + n_b) + (n_a + n_b) + 2 * pairs
+    directions: dict[str, Any] = {}
+    with progress("evaluate", total) as bar:
+        real = {d: features(sets[d].pixels, net, dev, batch_size, bar) for d in "ab"}
+        for source, target in DIRECTIONS:
+            directions[f"{source}_to_{target}"] = evaluate_direction(
+                translators[target],
+                sets[source],
+                sets[target],
+                real[target],
+                num_styles=num_styles,
+                seed=seed,
+                lpips=lpips,
+                net=net,
+                batch_size=batch_size,
+                kid_subsets=kid_subsets,
+                bar=bar,
+            )
+    return {
+        "model": images.display_path(model_path),
+        "step": loaded.step,
+        "weights": weights_used(loaded, use_ema),
+        "names": list(loaded.names),
+        "num_styles": num_styles,
+        "seed": seed,
+        "image_size": loaded.cfg.data.crop_size,
+        "inception": {"file": str(metrics.inception_path()), "sha256": metrics.INCEPTION_SHA256},
+        "skipped": skipped,
+        "directions": directions,
+    }
+
+
+def table(result: dict[str, Any]):
+    """The result as a rich table: one row per metric, one column per direction."""
+    from rich.table import Table
+
+    directions = list(result["directions"].values())
+    a, b = result["names"]
+    t = Table(title=f"{escape(result['model'])} (step {result['step']}, {result['weights']} weights)")
+    t.add_column("metric", no_wrap=True)
+    for key in result["directions"]:
+        t.add_column(key.upper().replace("_TO_", " -> "), justify="right", no_wrap=True)
+
+    def row(label: str, values: list[Any], fmt: str) -> None:
+        t.add_row(label, *("-" if v is None else format(v, fmt) for v in values))
+
+    row("KID x 1000 (mean)", [d["kid_mean"] * 1000 for d in directions], ".2f")
+    row("KID x 1000 (std)", [d["kid_std"] * 1000 for d in directions], ".2f")
+    row("FID", [d["fid"] for d in directions], ".1f")
+    diversities = ((metrics.DIVERSITY_LPIPS, "diversity (LPIPS)"), (metrics.DIVERSITY_L1, "diversity_l1 (not LPIPS)"))
+    for key, label in diversities:
+        if any(key in d for d in directions):
+            row(label, [d.get(key) for d in directions], ".4f")
+    if any(d["paired"] for d in directions):
+        row("paired L1", [d["paired"] and d["paired"]["l1"] for d in directions], ".4f")
+        row("paired PSNR (dB)", [d["paired"] and d["paired"]["psnr"] for d in directions], ".2f")
+        row("paired SSIM", [d["paired"] and d["paired"]["ssim"] for d in directions], ".4f")
+    t.caption = (
+        f"A = {escape(a)}, B = {escape(b)}; {result['num_styles']} styles per input, seed {result['seed']}, "
+        f"{result['image_size']} px"
+    )
+    return t

@@ -1,0 +1,318 @@
+"""Metric arithmetic against known cases, the Inception and LPIPS networks' loading rules, and
+`munit evaluate` end to end (on an untrained tiny model, with a stand-in feature network)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from munit_cli import checkpoint, config, evaluate, metrics, models, synthetic
+from munit_cli.cli import app
+from munit_cli.errors import MunitError
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small tensors: OpenMP handoffs cost more than the maths when other processes share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def gaussian(n: int, mean, std, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, len(mean), generator=g, dtype=torch.float64) * torch.tensor(std) + torch.tensor(mean)
+
+
+# ---------------------------------------------------------------------------------------------
+# FID
+
+
+def test_fid_of_identical_feature_sets_is_zero():
+    x = gaussian(300, [0.0] * 16, [1.0] * 16, seed=0)
+    assert metrics.fid(x, x) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_fid_of_two_gaussians_matches_the_closed_form():
+    # Diagonal covariances: |mu1 - mu2|^2 + sum (sqrt(a) - sqrt(b))^2.
+    mu1, mu2 = torch.tensor([0.0, 1.0, -2.0]), torch.tensor([1.0, 1.0, 0.0])
+    var1, var2 = torch.tensor([1.0, 4.0, 9.0]), torch.tensor([4.0, 1.0, 9.0])
+    expected = 1 + 0 + 4 + (1 - 2) ** 2 + (2 - 1) ** 2 + 0
+    assert metrics.fid_from_stats(mu1, torch.diag(var1), mu2, torch.diag(var2)) == pytest.approx(expected, abs=1e-9)
+
+    # Non-commuting covariances: with sigma1 = I, tr sqrt(sigma1 sigma2) = sum sqrt(eigenvalues of sigma2).
+    q, _ = torch.linalg.qr(gaussian(4, [0.0] * 4, [1.0] * 4, seed=1))
+    eig = torch.tensor([0.25, 1.0, 4.0, 16.0], dtype=torch.float64)
+    sigma2 = q @ torch.diag(eig) @ q.T
+    expected = 4 + float(eig.sum()) - 2 * float(eig.sqrt().sum())
+    zero = torch.zeros(4, dtype=torch.float64)
+    assert metrics.fid_from_stats(zero, torch.eye(4, dtype=torch.float64), zero, sigma2) == pytest.approx(expected)
+
+
+def test_fid_of_samples_approaches_the_closed_form():
+    x = gaussian(20_000, [0.0, 0.0], [1.0, 2.0], seed=2)
+    y = gaussian(20_000, [1.0, 0.0], [2.0, 2.0], seed=3)
+    assert metrics.fid(x, y) == pytest.approx(1 + (1 - 2) ** 2, abs=0.08)
+
+
+# ---------------------------------------------------------------------------------------------
+# KID
+
+
+def kid_by_hand(x: torch.Tensor, y: torch.Tensor) -> float:
+    """The unbiased MMD^2 with the cubic polynomial kernel, written as loops."""
+    d, m = x.shape[1], len(x)
+
+    def k(a, b):
+        return (float(a @ b) / d + 1) ** 3
+
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / (m * m)
+    return xx + yy - 2 * xy
+
+
+def test_kid_matches_the_estimator_written_out():
+    x = gaussian(12, [0.0] * 5, [1.0] * 5, seed=4)
+    y = gaussian(12, [0.5] * 5, [1.0] * 5, seed=5)
+    assert metrics.polynomial_mmd(x, y) == pytest.approx(kid_by_hand(x, y))
+    # KID averages that estimate over random subsets of half of each set
+    mean, _ = metrics.kid(x, y, subsets=2000, subset_size=1000)
+    assert mean == pytest.approx(kid_by_hand(x, y), rel=0.05)
+
+
+def biased_mmd(x: torch.Tensor, y: torch.Tensor) -> float:
+    """The V-statistic: within-set means over all pairs, i == j included."""
+    d = x.shape[1]
+    def k(a, b):
+        return (a @ b.T / d + 1) ** 3
+
+    return float(k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean())
+
+
+def mean_and_sem(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
+
+
+def test_kid_is_unbiased_and_separates_distributions():
+    pairs = [(gaussian(40, [0.0] * 4, [1.0] * 4, 10 + i), gaussian(40, [0.0] * 4, [1.0] * 4, 99 + i))
+             for i in range(60)]  # fmt: skip
+    mean, sem = mean_and_sem([metrics.kid(x, y, subsets=10)[0] for x, y in pairs])
+    assert abs(mean) < 3 * sem
+    biased, biased_sem = mean_and_sem([biased_mmd(x, y) for x, y in pairs])
+    assert biased > 3 * biased_sem  # the test would see the bias of the V-statistic
+    different, spread = metrics.kid(gaussian(200, [0.0] * 4, [1.0] * 4, 7), gaussian(200, [1.0] * 4, [1.0] * 4, 8))
+    assert different > 5 * spread > 0
+
+
+def test_kid_is_deterministic_per_seed_and_needs_two_images():
+    x, y = gaussian(30, [0.0] * 3, [1.0] * 3, 1), gaussian(30, [0.3] * 3, [1.0] * 3, 2)
+    assert metrics.kid(x, y, seed=3) == metrics.kid(x, y, seed=3)
+    assert metrics.kid(x, y, seed=3) != metrics.kid(x, y, seed=4)
+    with pytest.raises(MunitError, match="at least 2"):
+        metrics.kid(x[:1], y)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pixel metrics
+
+
+def flat(value: int, size: int = 16, n: int = 1) -> torch.Tensor:
+    return torch.full((n, 3, size, size), value, dtype=torch.uint8)
+
+
+def test_psnr_and_l1_known_values():
+    assert float(metrics.l1(flat(0), flat(51))[0]) == pytest.approx(0.2)
+    # MSE 0.2^2 = 0.04 on the [0, 1] scale: 10 log10(1 / 0.04) = 13.9794 dB
+    assert float(metrics.psnr(flat(0), flat(51))[0]) == pytest.approx(13.9794, abs=1e-4)
+    assert float(metrics.psnr(flat(7), flat(7))[0]) == pytest.approx(100.0)  # the cap JSON can carry
+
+
+def test_ssim_known_values():
+    # Flat images have no variance, so only the luminance term remains:
+    # (2 * 0.2 * 0.6 + 0.01^2) / (0.2^2 + 0.6^2 + 0.01^2) = 0.2401 / 0.4001
+    assert float(metrics.ssim(flat(51), flat(153))[0]) == pytest.approx(0.2401 / 0.4001)
+    x = torch.randint(0, 256, (2, 3, 24, 24), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    assert metrics.ssim(x, x).tolist() == pytest.approx([1.0, 1.0])
+    assert float(metrics.ssim(x, 255 - x).max()) < 0
+    with pytest.raises(MunitError, match="at least 11"):
+        metrics.ssim(flat(0, size=8), flat(0, size=8))
+
+
+def test_ssim_window_is_the_standard_gaussian():
+    w = metrics.gaussian_window()
+    assert w.shape == (11, 11) and float(w.sum()) == pytest.approx(1.0)
+    # neighbouring taps of a sigma 1.5 Gaussian differ by exp(-1 / (2 * 1.5^2)) at the centre
+    assert float(w[5, 6] / w[5, 5]) == pytest.approx(math.exp(-1 / 4.5))
+
+
+# ---------------------------------------------------------------------------------------------
+# Diversity and LPIPS
+
+
+def test_substitute_diversity_is_labelled_not_lpips():
+    key, label = metrics.diversity_name(None)
+    assert key == "diversity_l1" and "not LPIPS" in label and "lpips" not in key
+    outputs = torch.cat([flat(0), flat(255), flat(0)])
+    assert metrics.diversity(outputs) == pytest.approx((1.0 + 0.0 + 1.0) / 3)
+    assert metrics.diversity(torch.cat([flat(9), flat(9)])) == 0.0
+    with pytest.raises(MunitError, match="at least 2 styles"):
+        metrics.diversity(flat(0))
+
+
+def lpips_weights(path, drop: str | None = None):
+    """Random tensors in the layout of real AlexNet LPIPS weights (torchvision names + lin layers)."""
+    from torchvision.models import alexnet
+
+    g = torch.Generator().manual_seed(0)
+    with torch.device("meta"):
+        shapes = {f"features.{k}": v.shape for k, v in alexnet().features.state_dict().items()}
+    tensors = {k: torch.randn(shape, generator=g) * 0.05 for k, shape in shapes.items()}
+    for i, c in enumerate((64, 192, 384, 256, 256)):
+        tensors[f"lin{i}.model.1.weight"] = torch.rand(1, c, 1, 1, generator=g)
+    tensors.pop(drop, None)
+    save_file(tensors, str(path))
+    return path
+
+
+def test_lpips_with_user_weights(tmp_path):
+    lpips = metrics.LPIPS(lpips_weights(tmp_path / "alex.safetensors"))
+    g = torch.Generator().manual_seed(1)
+    x, y = (torch.randint(0, 256, (2, 3, 64, 64), generator=g, dtype=torch.uint8) for _ in range(2))
+    assert lpips(x, x).tolist() == pytest.approx([0.0, 0.0], abs=1e-6)
+    assert torch.allclose(lpips(x, y), lpips(y, x)) and bool((lpips(x, y) > 0).all())
+    assert metrics.diversity_name(lpips)[0] == "diversity_lpips"
+    assert metrics.diversity(torch.cat([x[:1], y[:1]]), lpips) == pytest.approx(float(lpips(x[:1], y[:1])[0]))
+
+
+def test_lpips_weights_of_another_kind_are_a_clear_error(tmp_path):
+    with pytest.raises(MunitError, match=r"not AlexNet LPIPS weights \(missing \['lin2"):
+        metrics.LPIPS(lpips_weights(tmp_path / "partial.safetensors", drop="lin2.model.1.weight"))
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(MunitError, match="not a readable safetensors file"):
+        metrics.LPIPS(tmp_path / "junk.safetensors")
+
+
+# ---------------------------------------------------------------------------------------------
+# The Inception network
+
+
+def test_tf_bilinear_resize_samples_like_tensorflow():
+    # TF1 resize_bilinear (align_corners=False) doubling [a, b]: positions 0, 0.5, 1, 1.5 -> edge clamped
+    x = torch.tensor([[[[10.0, 30.0]]]]).expand(1, 1, 2, 2)
+    out = metrics.tf_bilinear_resize(x, 4)
+    assert out[0, 0, 0].tolist() == pytest.approx([10.0, 20.0, 30.0, 30.0])
+
+
+def test_missing_eval_extra_gives_the_install_hint(monkeypatch):
+    monkeypatch.setattr(metrics, "INCEPTION_PACKAGE", "munit_no_such_package")
+    metrics.load_inception.cache_clear()
+    with pytest.raises(MunitError, match="not installed") as info:
+        metrics.load_inception("cpu")
+    assert "munit-cli[eval]" in info.value.hint
+    metrics.load_inception.cache_clear()
+
+
+def test_a_different_network_file_is_refused(monkeypatch, tmp_path):
+    fake = tmp_path / "default_1.pt"
+    fake.write_bytes(b"something else")
+    monkeypatch.setattr(metrics, "inception_path", lambda: fake)
+    metrics.load_inception.cache_clear()
+    with pytest.raises(MunitError, match="not the FID Inception network"):
+        metrics.load_inception("cpu")
+    metrics.load_inception.cache_clear()
+
+
+def test_the_real_network_gives_2048_features():
+    if importlib.util.find_spec(metrics.INCEPTION_PACKAGE) is None:
+        pytest.skip("the [eval] extra is not installed")
+    x = torch.randint(0, 256, (2, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    features = metrics.inception_features(x)
+    assert features.shape == (2, metrics.INCEPTION_DIM) and features.dtype == torch.float64
+    assert bool((features >= 0).all())  # pool features follow a ReLU
+
+
+# ---------------------------------------------------------------------------------------------
+# munit evaluate
+
+
+class StandInInception(torch.nn.Module):
+    """A fixed random projection of pooled pixels: fast and deterministic (64 features keep FID's
+    eigendecompositions cheap)."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(3 * 8 * 8, 64)
+        torch.nn.init.normal_(self.proj.weight, generator=torch.Generator().manual_seed(0))
+        torch.nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x):
+        return torch.relu(self.proj(torch.nn.functional.adaptive_avg_pool2d(x, 8).flatten(1)))
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    monkeypatch.setattr(metrics, "load_inception", lambda device="cpu": StandInInception().to(device))
+    monkeypatch.setattr(metrics, "inception_path", lambda: metrics.Path("stand-in"))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    synthetic.make_shapes(root / "data", n_train=0, n_test=3, size=32)
+    small = {"model": {"dim": 8, "mlp_dim": 16, "n_res": 1}, "data": {"load_size": 32, "crop_size": 32}}
+    cfg = config.resolve("tiny", overrides=small)
+    torch.manual_seed(0)
+    gen, _ = models.build(cfg.model)
+    checkpoint.save_generator(root / "gen.safetensors", gen, cfg, ("outline", "filled"), 7, "fp")
+    return root
+
+
+def test_evaluate_cli_json(stand_in, tiny_model):
+    data = tiny_model / "data"
+    args = ["evaluate", "--model", str(tiny_model / "gen.safetensors"), "--test-a", str(data / "testA"),
+            "--test-b", str(data / "testB"), "--num-styles", "3", "--device", "cpu", "--json"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["step"] == 7 and report["num_styles"] == 3 and report["weights"] == "raw"
+    for key, label in (("a_to_b", "A (outline) -> B (filled)"), ("b_to_a", "B (filled) -> A (outline)")):
+        d = report["directions"][key]
+        assert d["direction"] == label and d["inputs"] == 3 and d["reference_images"] == 3
+        assert d["kid_std"] >= 0 and d["fid"] >= 0 and d["diversity_l1"] > 0 and "diversity_lpips" not in d
+        assert "not LPIPS" in d["diversity_metric"]
+        assert d["paired"]["pairs"] == 3 and -1 <= d["paired"]["ssim"] <= 1
+    assert "KID" in result.stderr and "diversity_l1 (not LPIPS)" in result.stderr
+    again = CliRunner().invoke(app, args)
+    assert json.loads(again.stdout) == report  # seeded: the same numbers every run
+
+
+def test_unpaired_folders_have_no_paired_metrics(stand_in, tiny_model, tmp_path):
+    data = tiny_model / "data"
+    renamed = tmp_path / "b"
+    renamed.mkdir()
+    for path in sorted((data / "testB").iterdir()):
+        (renamed / f"other_{path.name}").write_bytes(path.read_bytes())
+    result = evaluate.evaluate(tiny_model / "gen.safetensors", data / "testA", renamed, num_styles=1, device="cpu")
+    for d in result["directions"].values():
+        assert d["paired"] is None and d["diversity_l1"] is None  # one style: no pairs to compare
+
+
+def test_evaluate_without_the_extra_exits_1_with_the_hint(monkeypatch, tiny_model):
+    monkeypatch.setattr(metrics, "INCEPTION_PACKAGE", "munit_no_such_package")
+    metrics.load_inception.cache_clear()
+    data = tiny_model / "data"
+    args = ["evaluate", "-m", str(tiny_model / "gen.safetensors"), "--test-a", str(data / "testA"),
+            "--test-b", str(data / "testB")]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    metrics.load_inception.cache_clear()
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "munit-cli[eval]" in result.stderr
