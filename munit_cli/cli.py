@@ -527,5 +527,50 @@ def export(
         err.print(f"  verified against PyTorch with onnxruntime: max abs difference {onnx_info['max_abs_diff']:.2e}")
 
 
+# ---------------------------------------------------------------------------------------------
+# evaluate
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  munit evaluate --model runs/shoes --test-a data/testA --test-b data/testB\n\n"
+    "  munit evaluate --model gen.safetensors --test-a testA --test-b testB --num-styles 5 --json > scores.json\n\n"
+    "  munit evaluate --model runs/shoes --test-a testA --test-b testB --lpips-weights alex_lpips.safetensors\n\n"
+    "KID and FID need the optional extra (nothing is downloaded): pip install 'munit-cli\\[eval]'. "
+    "Without --lpips-weights, diversity is reported as diversity_l1 (pixel L1), not LPIPS.",
+)
+@report_errors
+def evaluate(
+    model: Optional[str] = ModelOpt,
+    test_a: Path = typer.Option(..., "--test-a", help="Test images of domain A."),
+    test_b: Path = typer.Option(..., "--test-b", help="Test images of domain B (same file names as --test-a: paired metrics too)."),
+    num_styles: int = typer.Option(10, "--num-styles", "-n", help="Random styles per input (diversity; the first also feeds KID/FID)."),
+    seed: int = typer.Option(0, help="Seed of the random styles and KID subsets."),
+    ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA weights when the file has them."),
+    lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="AlexNet LPIPS weights (.safetensors) for LPIPS diversity."),
+    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per Inception batch."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    json_out: bool = typer.Option(False, "--json", help="Print the scores as JSON on stdout."),
+) -> None:
+    """Score a model: KID, FID, diversity, paired L1/PSNR/SSIM.  [dim]munit evaluate -m runs/x --test-a A --test-b B[/dim]"""
+    from munit_cli import evaluate as evaluate_mod
+    from munit_cli.console import err
+
+    result = evaluate_mod.evaluate(
+        model,
+        test_a,
+        test_b,
+        num_styles=num_styles,
+        seed=seed,
+        use_ema=ema,
+        lpips_weights=lpips_weights,
+        batch_size=batch_size,
+        device=device,
+    )
+    err.print(evaluate_mod.table(result))
+    if json_out:
+        emit_json(result)
+
+
 def main() -> None:
     app()
