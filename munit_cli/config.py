@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -314,6 +315,16 @@ def validate(cfg: Config) -> None:
     for name in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
         if getattr(t, name) < 1:
             raise UsageError(f"train.{name} must be at least 1")
+    o = cfg.optim
+    if not (math.isfinite(o.lr) and o.lr > 0):
+        raise UsageError(f"optim.lr must be a positive number, got {o.lr}")
+    if not (0 <= o.beta1 < 1 and 0 <= o.beta2 < 1):
+        raise UsageError("optim.beta1 and optim.beta2 must be in [0, 1)")
+    if not (math.isfinite(o.weight_decay) and o.weight_decay >= 0) or o.lr_step < 1 or not o.lr_gamma > 0:
+        raise UsageError("optim.weight_decay must be >= 0, optim.lr_step >= 1 and optim.lr_gamma > 0")
+    for name, value in dataclasses.asdict(cfg.loss).items():
+        if name.endswith("_w") and not (math.isfinite(value) and value >= 0):
+            raise UsageError(f"loss.{name} must be a number >= 0, got {value}")
     if cfg.loss.vgg_w > 0 and not cfg.loss.vgg_weights:
         raise UsageError(
             "loss.vgg_w > 0 needs a VGG-16 weights file (loss.vgg_weights)",

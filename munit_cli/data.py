@@ -206,4 +206,6 @@ def preview_batch(source: Source, cfg: DataConfig, count: int) -> torch.Tensor:
             picked.append(augment(img, cfg, random.Random(0), train=False))
         if len(picked) == count:
             break
+    if not picked:
+        raise MunitError(f"{getattr(source, 'name', 'a domain')}: none of its images could be read")
     return torch.stack(picked)

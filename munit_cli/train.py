@@ -172,26 +172,35 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 # Run folder
 
 
+def check_run_dir(out: Path, resume: str | None, overwrite: bool) -> None:
+    """A non-empty folder is only reused with --resume (continue) or --overwrite (start over)."""
+    if resume is None and not overwrite and out.exists() and any(p.name != LOCK_FILE for p in out.iterdir()):
+        raise MunitError(
+            f"{out} already exists and is not empty",
+            hint="continue it with --resume auto, or start over with --overwrite",
+        )
+
+
 def prepare_run_dir(out: Path, cfg: Config, names: tuple[str, str], resume: str | None, overwrite: bool) -> RunInfo:
-    """Create or reopen the run folder. A non-empty folder is only reused with --resume or --overwrite."""
-    run_file = out / RUN_FILE
-    if resume is None and out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise MunitError(
-                f"{out} already exists and is not empty",
-                hint="continue it with --resume auto, or start over with --overwrite",
-            )
+    """Set up the run folder; call while holding its lock (with --overwrite it clears the folder)."""
+    check_run_dir(out, resume, overwrite)
+    if resume is None and overwrite:
         import shutil
 
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+        for entry in out.iterdir():
+            if entry.name != LOCK_FILE:
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    # what a trainer killed mid-write (kill -9, power loss) left behind
+    images.remove_stale_temporaries([out, out / checkpoint.CHECKPOINT_DIR, out / "samples", *(out / "preview").glob("*")])
+    # the recipe first: a run killed right after this resumes with it, even when no flags are given again
+    checkpoint.atomic_write_bytes(out / "config.toml", cfg.to_toml().encode())
+    run_file = out / RUN_FILE
     if run_file.is_file():
         stored = json.loads(run_file.read_text())
         info = RunInfo(tuple(stored["names"]), stored["run_id"])
     else:
         info = RunInfo(names)
         checkpoint.atomic_write_bytes(run_file, json.dumps({"names": list(names), "run_id": info.run_id}).encode())
-    checkpoint.atomic_write_bytes(out / "config.toml", cfg.to_toml().encode())
     return info
 
 
@@ -214,10 +223,18 @@ def find_resume_state(out: Path, resume: str) -> Path | None:
 
 
 def truncate_metrics(path: Path, step: int) -> None:
-    """After a resume, drop log lines from steps the resumed run will redo."""
+    """After a resume, drop log lines from steps the resumed run will redo, and a last line that a
+    crash (or a full disk) cut short."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+    kept = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            kept.append(line)
     checkpoint.atomic_write_bytes(path, ("\n".join(kept) + "\n" if kept else "").encode())
 
 
@@ -388,117 +405,150 @@ def run(
     """Train MUNIT on two unpaired domains into the run folder `out`; returns a summary."""
     ctx = dist.context(cfg.train.device)
     out = Path(out)
+    # Everything that can fail on the user's input fails here, before the run folder is touched.
     source_a, source_b = data.open_sources(data_paths, cfg.data, cfg.model.input_dim)
     names = names or (source_a.name, source_b.name)
     device = pick_device(cfg.train.device) if ctx.world == 1 else ctx.device
     vgg = losses.VGGPerceptual(cfg.loss.vgg_weights).to(device) if cfg.loss.vgg_w > 0 else None
+    samples = Samples(cfg, out, source_a, source_b, device)
+    check_run_dir(out, resume, overwrite)
 
     if ctx.is_main:
-        info = prepare_run_dir(out, cfg, names, resume, overwrite)
-    dist.barrier()
-    if not ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out) if ctx.is_main else nullcontext():
+        if ctx.is_main:
+            prepare_run_dir(out, cfg, names, resume, overwrite)
+        dist.barrier()
         stored = json.loads((out / RUN_FILE).read_text())
         info = RunInfo(tuple(stored["names"]), stored["run_id"])
-    names = info.names
-    fingerprint = checkpoint.model_fingerprint(info.run_id, cfg)
-
-    lock = run_lock(out) if ctx.is_main else nullcontext()
-    with lock:
-        return _train(cfg, ctx, out, source_a, source_b, names, fingerprint, device, vgg, resume)
+        fingerprint = checkpoint.model_fingerprint(info.run_id, cfg)
+        return _train(cfg, ctx, out, source_a, source_b, samples, info.names, fingerprint, device, vgg, resume)
 
 
-def _train(cfg, ctx, out, source_a, source_b, names, fingerprint, device, vgg, resume) -> dict[str, Any]:
+class LossLog:
+    """Loss terms summed on the device and read back only at log intervals (no per-step host
+    sync); averaged over ranks; appended to metrics.jsonl by rank 0."""
+
+    def __init__(self, path: Path, write: bool):
+        self.path, self.write = path, write
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+        self.last: dict[str, float] = {}
+        self.t0 = time.perf_counter()
+
+    def add(self, terms: dict[str, torch.Tensor]) -> None:
+        for k, v in terms.items():
+            self.sums[k] = self.sums.get(k, 0) + v.float()
+        self.count += 1
+
+    def flush(self, step: int, lr: float) -> dict[str, float]:
+        self.last = dist.mean_of({k: (v / self.count).item() for k, v in self.sums.items()})
+        self.sums, self.count = {}, 0
+        if self.write:
+            finite = {k: v if math.isfinite(v) else None for k, v in self.last.items()}  # strict JSON
+            record = {"step": step, "lr": lr, "time": round(time.perf_counter() - self.t0, 3), **finite}
+            try:
+                with open(self.path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            except OSError as exc:  # a full disk: a message, not a traceback
+                raise MunitError(f"could not write {self.path}: {exc.strerror or exc}") from None
+        return self.last
+
+    def status(self) -> str:
+        if not self.last:
+            return ""
+        d = self.last
+        return f"D {d['dis_total']:.3f}  G {d['gen_total']:.3f}  x {d['recon_x_a']:.3f}"
+
+
+class Samples:
+    """Sample grids from fixed preview inputs and a fixed style, plus a random style per grid."""
+
+    def __init__(self, cfg: Config, out: Path, source_a, source_b, device: torch.device):
+        self.cfg, self.folder, self.device = cfg, out / "samples", device
+        self.preview_a = data.preview_batch(source_a, cfg.data, cfg.train.num_preview).to(device)
+        self.preview_b = data.preview_batch(source_b, cfg.data, cfg.train.num_preview).to(device)
+        g = torch.Generator().manual_seed(hash_seed(cfg.train.seed, "fixed-style"))
+        self.fixed_s_a = torch.randn(1, cfg.model.style_dim, generator=g).to(device)
+        self.fixed_s_b = torch.randn(1, cfg.model.style_dim, generator=g).to(device)
+
+    def write(self, gen: torch.nn.Module, step: int) -> None:
+        g = torch.Generator().manual_seed(hash_seed(self.cfg.train.seed, "sample", step))
+        dim = self.cfg.model.style_dim
+        rand_a = torch.randn(self.preview_b.shape[0], dim, generator=g).to(self.device)
+        rand_b = torch.randn(self.preview_a.shape[0], dim, generator=g).to(self.device)
+        grid = sample_grid(gen, self.preview_a, self.preview_b, self.fixed_s_a, self.fixed_s_b, rand_a, rand_b)
+        write_grid(self.folder / f"step_{step:08d}.png", grid, 4)
+
+
+def resume_into(trainer: Trainer, state_path: Path) -> int:
+    """Load generators (and their EMA), discriminators, optimizers and RNGs; returns the step."""
+    gen_path = state_path.with_name(state_path.name.replace("state_", "gen_"))
+    raw, averaged = checkpoint.split_ema(checkpoint.read_tensors(gen_path, checkpoint.GENERATOR_KIND)[0])
+    checkpoint.load_state_dict_checked(trainer.gen, raw, gen_path)
+    if trainer.ema is not None:
+        checkpoint.load_state_dict_checked(trainer.ema.model, averaged or raw, gen_path)
+    return checkpoint.load_state(state_path, trainer.dis, trainer.opt_gen, trainer.opt_dis)["step"]
+
+
+def _train(cfg, ctx, out, source_a, source_b, samples, names, fingerprint, device, vgg, resume) -> dict[str, Any]:
     trainer = Trainer(cfg, device, vgg)
-    gen, dis, ema = trainer.gen, trainer.dis, trainer.ema
-
     start = 0
     state_path = find_resume_state(out, resume) if resume else None
     if state_path is not None:
-        gen_path = state_path.with_name(state_path.name.replace("state_", "gen_"))
-        raw, averaged = checkpoint.split_ema(checkpoint.read_tensors(gen_path, checkpoint.GENERATOR_KIND)[0])
-        checkpoint.load_state_dict_checked(gen, raw, gen_path)
-        if ema is not None:
-            checkpoint.load_state_dict_checked(ema.model, averaged or raw, gen_path)
-        start = checkpoint.load_state(state_path, dis, trainer.opt_gen, trainer.opt_dis)["step"]
+        start = resume_into(trainer, state_path)
         if ctx.is_main:
-            truncate_metrics(out / "metrics.jsonl", start)
             err.print(f"resuming from step {start} ({state_path})")
-    elif resume and resume != "auto":
-        raise MunitError(f"--resume {resume}: not a checkpoint")
+    if resume and ctx.is_main:  # also from step 0: a run killed before its first checkpoint logged steps
+        truncate_metrics(out / "metrics.jsonl", start)
 
     shard = data.Shard(ctx.rank, ctx.world)
     trainer.wrap(shard)
-    bs = cfg.train.batch_size
+    bs, iters = cfg.train.batch_size, cfg.train.iters
     stream_a = data.DomainStream(source_a, cfg.data, bs, cfg.train.seed, "a", shard)
     stream_b = data.DomainStream(source_b, cfg.data, bs, cfg.train.seed, "b", shard)
     loader = data.Prefetcher(lambda step: (stream_a.batch(step), stream_b.batch(step)), start, cfg.data.num_workers)
-
-    style_dim = cfg.model.style_dim
-    preview_a = data.preview_batch(source_a, cfg.data, cfg.train.num_preview).to(device)
-    preview_b = data.preview_batch(source_b, cfg.data, cfg.train.num_preview).to(device)
-    g_fixed = torch.Generator().manual_seed(hash_seed(cfg.train.seed, "fixed-style"))
-    fixed_s_a = torch.randn(1, style_dim, generator=g_fixed).to(device)
-    fixed_s_b = torch.randn(1, style_dim, generator=g_fixed).to(device)
+    log = LossLog(out / "metrics.jsonl", write=ctx.is_main)
     if ctx.is_main:
-        save_previews(out, preview_a, preview_b, names)
-        (out / "samples").mkdir(exist_ok=True)
+        save_previews(out, samples.preview_a, samples.preview_b, names)
+        samples.folder.mkdir(exist_ok=True)
         (out / checkpoint.CHECKPOINT_DIR).mkdir(exist_ok=True)
-
-    def save(step: int) -> Path:
-        gen_path, state_path = checkpoint.checkpoint_paths(out, step)
-        if ctx.is_main:
-            checkpoint.save_generator(gen_path, gen, cfg, names, step, fingerprint, ema.model if ema else None)
-            state_extra = {"fingerprint": fingerprint}
-            checkpoint.save_state(state_path, dis, trainer.opt_gen, trainer.opt_dis, cfg, names, step, state_extra)
-            checkpoint.prune(out, cfg.train.keep_checkpoints)
-        dist.barrier()
-        return gen_path
-
-    sums: dict[str, torch.Tensor] = {}
-    count = 0
-    last_logged: dict[str, float] = {}
-    metrics_file = out / "metrics.jsonl"
-    t0 = time.perf_counter()
-    step = start
-    global_bs = bs * ctx.world
-    if ctx.is_main:
         err.print(
             f"training {names[0]} <-> {names[1]} on {device} ({cfg.preset} preset, "
-            f"global batch {global_bs}, {cfg.train.iters} iterations) into {out}"
+            f"global batch {bs * ctx.world}, {iters} iterations) into {out}"
         )
-    saved_at = start
-    with SignalGuard() as guard, progress("train", cfg.train.iters, start, enabled=ctx.is_main) as bar:
+
+    def save(step: int) -> None:
+        _check_finite_params(trainer.gen, step, out, saved_at)
+        if ctx.is_main:
+            gen_path, state_path = checkpoint.checkpoint_paths(out, step)
+            ema = trainer.ema.model if trainer.ema else None
+            checkpoint.save_generator(gen_path, trainer.gen, cfg, names, step, fingerprint, ema)
+            opts = (trainer.opt_gen, trainer.opt_dis)
+            checkpoint.save_state(state_path, trainer.dis, *opts, cfg, names, step, {"fingerprint": fingerprint})
+            checkpoint.prune(out, cfg.train.keep_checkpoints)
+        dist.barrier()
+
+    def due(step: int, every: int) -> bool:
+        return step % every == 0 or step == iters
+
+    step = saved_at = start
+    with SignalGuard() as guard, progress("train", iters, start, enabled=ctx.is_main) as bar:
         try:
-            while step < cfg.train.iters:
+            while step < iters:
                 x_a, x_b = loader.get(step)
-                terms = trainer.step(x_a, x_b, step)
+                log.add(trainer.step(x_a, x_b, step))
                 step += 1
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0) + v.float()
-                count += 1
-                at_log = step % cfg.train.log_every == 0 or step == cfg.train.iters
+                at_log = due(step, cfg.train.log_every)
                 if at_log:
-                    last_logged = dist.mean_of({k: (v / count).item() for k, v in sums.items()})
-                    sums, count = {}, 0
-                    _check_finite(last_logged, step, out, saved_at)
-                    if ctx.is_main:
-                        record = {"step": step, "lr": learning_rate(cfg, step - 1), "time": round(time.perf_counter() - t0, 3), **last_logged}
-                        with open(metrics_file, "a") as f:
-                            f.write(json.dumps(record) + "\n")
-                        if not is_tty():
-                            err.print(
-                                f"step {step}/{cfg.train.iters}  D {last_logged['dis_total']:.3f}  "
-                                f"G {last_logged['gen_total']:.3f}"
-                            )
-                bar.update(1, status=_status(last_logged))
-                if ctx.is_main and (step % cfg.train.sample_every == 0 or step == cfg.train.iters):
-                    rs = torch.Generator().manual_seed(hash_seed(cfg.train.seed, "sample", step))
-                    rand_a = torch.randn(preview_b.shape[0], style_dim, generator=rs).to(device)
-                    rand_b = torch.randn(preview_a.shape[0], style_dim, generator=rs).to(device)
-                    grid = sample_grid(ema.model if ema else gen, preview_a, preview_b, fixed_s_a, fixed_s_b, rand_a, rand_b)
-                    write_grid(out / "samples" / f"step_{step:08d}.png", grid, 4)
-                if step % cfg.train.checkpoint_every == 0 or step == cfg.train.iters:
-                    _check_finite_params(gen, step, out, saved_at)
+                    logged = log.flush(step, learning_rate(cfg, step - 1))
+                    _check_finite(logged, step, out, saved_at)
+                    if ctx.is_main and not is_tty():
+                        err.print(f"step {step}/{iters}  {log.status()}")
+                bar.update(1, status=log.status())
+                if ctx.is_main and due(step, cfg.train.sample_every):
+                    samples.write(trainer.ema.model if trainer.ema else trainer.gen, step)
+                if due(step, cfg.train.checkpoint_every):
                     save(step)
                     saved_at = step
                 # Ranks must stop at the same step, so under DDP they agree at log intervals only.
@@ -510,32 +560,25 @@ def _train(cfg, ctx, out, source_a, source_b, names, fingerprint, device, vgg, r
 
         if guard.signum is not None:
             if saved_at != step:
-                _check_finite_params(gen, step, out, saved_at)
                 save(step)
             sig = signal.Signals(guard.signum).name
-            raise Interrupted(f"{sig}: stopped at step {step}; saved {out}/checkpoints (resume with --resume auto)", guard.signum)
+            message = f"{sig}: stopped at step {step}; saved {out}/checkpoints (resume with --resume auto)"
+            raise Interrupted(message, guard.signum)
 
-    if not dist.ranks_agree(gen):
+    if not dist.ranks_agree(trainer.gen):
         raise MunitError("distributed workers ended with different weights (a bug: please report it)")
-    gen_path = checkpoint.checkpoint_paths(out, step)[0]
     return {
         "rank": ctx.rank,
         "world_size": ctx.world,
-        "global_batch": global_bs,
+        "global_batch": bs * ctx.world,
         "run": str(out),
         "step": step,
-        "generator": str(gen_path),
-        "samples": str(out / "samples"),
+        "generator": str(checkpoint.checkpoint_paths(out, step)[0]),
+        "samples": str(samples.folder),
         "names": list(names),
-        "losses": last_logged,
-        "seconds": round(time.perf_counter() - t0, 2),
+        "losses": log.last,
+        "seconds": round(time.perf_counter() - log.t0, 2),
     }
-
-
-def _status(logged: dict[str, float]) -> str:
-    if not logged:
-        return ""
-    return f"D {logged['dis_total']:.3f}  G {logged['gen_total']:.3f}  x {logged['recon_x_a']:.3f}"
 
 
 def _check_finite(logged: dict[str, float], step: int, out: Path, saved_at: int) -> None:

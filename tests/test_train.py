@@ -196,11 +196,6 @@ def test_unreadable_image_is_skipped_with_one_warning(tiny_cfg, image_folders, t
     assert all(math.isfinite(r["gen_total"]) for r in read_metrics(out))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="data.preview_batch (data.py:208) calls torch.stack([]) when no image of a domain decodes: "
-    "RuntimeError (CLI: 'internal error') after the run folder was created",
-)
 def test_folder_of_only_unreadable_images_is_a_clear_error(tiny_cfg, image_folders, tmp_path):
     a, b = image_folders
     bad = tmp_path / "bad_domain"
@@ -290,11 +285,6 @@ def test_second_trainer_on_a_locked_folder_is_refused(tiny_cfg, finished_run):
     assert train.run(tiny_cfg(train={"iters": 4}), [a, b], out, resume="auto")["step"] == 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="train.run calls prepare_run_dir (rmtree with --overwrite, rewrites config.toml with --resume) "
-    "before it takes run_lock, so a refused second trainer has already changed the live run folder",
-)
 @pytest.mark.parametrize("mode", ["resume", "overwrite"])
 def test_refused_second_trainer_leaves_the_locked_folder_untouched(tiny_cfg, finished_run, mode):
     a, b, out = finished_run
