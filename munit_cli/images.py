@@ -110,20 +110,21 @@ def open_image(
         data = read_bytes(Path(source))
     if not data:
         raise ImageError(name, "empty file")
-    img = _decode(data, name, max_pixels)
-    return _normalise(img, mode, background, name)
+    with warnings.catch_warnings():
+        # Pillow warns about damage it works around (corrupt EXIF, odd chunks) and about sizes below
+        # our own pixel limit: the image decodes or fails with a reason, so a warning is only noise.
+        warnings.simplefilter("ignore")
+        img = _decode(data, name, max_pixels)
+        return _normalise(img, mode, background, name)
 
 
 def _decode(data: bytes, name: str, max_pixels: int) -> Image.Image:
     try:
-        with warnings.catch_warnings():
-            # The pixel limit below is ours; Pillow's softer warning threshold would only be noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            pixels = img.width * img.height
-            if pixels > max_pixels:
-                raise ImageError(name, f"too large ({pixels} pixels)")
-            img.load()
+        img = Image.open(io.BytesIO(data))
+        pixels = img.width * img.height
+        if pixels > max_pixels:
+            raise ImageError(name, f"too large ({pixels} pixels)")
+        img.load()
     except Image.DecompressionBombError as exc:
         found = re.search(r"\((\d+) pixels\)", str(exc))
         raise ImageError(name, f"too large ({found.group(1)} pixels)" if found else "too large") from None
