@@ -410,20 +410,26 @@ def _process_all(todo: list[SourceFile], proc: Processing, workers: int) -> Iter
         yield from zip(todo, map(_process, jobs))
         return
     # spawn, not fork: the parent may hold threads (torch, rich) that a forked child would inherit locked.
-    pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_stop_signals
-    )
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
-        yield from zip(todo, pool.map(_process, jobs, chunksize=max(1, min(16, len(jobs) // (8 * workers)))))
+        with _stop_signals_blocked():  # map() starts the workers: they inherit the mask
+            results = pool.map(_process, jobs, chunksize=max(1, min(16, len(jobs) // (8 * workers))))
+        yield from zip(todo, results)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _ignore_stop_signals() -> None:
-    # Ctrl-C (and a SIGTERM sent to the process group) reaches every worker; only the parent should
-    # react: it stops the pool after the images in flight, and writes the manifest.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+@contextlib.contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    """Ctrl-C (and a SIGTERM sent to the process group) reaches every worker, even one still
+    importing modules; only the parent should react: it stops the pool after the images in flight
+    and writes the manifest. So workers are born with both signals blocked for good, and the
+    parent gets any that arrived meanwhile as soon as the mask is restored."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class _Terminated(KeyboardInterrupt):
