@@ -395,7 +395,9 @@ def style_encode(
     """Save the style of a reference image.  [dim]munit style encode ref.jpg --domain B -o s.safetensors[/dim]"""
     from munit_cli import infer
 
-    path = infer.encode_style_file(image, model=model, domain=domain, out=out, size=size, device=device, overwrite=overwrite)
+    path = infer.encode_style_file(
+        image, model=model, domain=domain, out=out, size=size, device=device, overwrite=overwrite
+    )
     _print_path(path, json_out)
 
 

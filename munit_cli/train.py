@@ -191,7 +191,9 @@ def prepare_run_dir(out: Path, cfg: Config, names: tuple[str, str], resume: str 
             if entry.name != LOCK_FILE:
                 shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     # what a trainer killed mid-write (kill -9, power loss) left behind
-    images.remove_stale_temporaries([out, out / checkpoint.CHECKPOINT_DIR, out / "samples", *(out / "preview").glob("*")])
+    images.remove_stale_temporaries(
+        [out, out / checkpoint.CHECKPOINT_DIR, out / "samples", *(out / "preview").glob("*")]
+    )
     # the recipe first: a run killed right after this resumes with it, even when no flags are given again
     checkpoint.atomic_write_bytes(out / "config.toml", cfg.to_toml().encode())
     run_file = out / RUN_FILE
