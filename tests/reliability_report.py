@@ -20,7 +20,7 @@ FIGURES = {
     "failed_saves": "saves that failed (no space left, file too large) with the previous checkpoint intact",
     "stop_signals": "SIGINT / SIGTERM stops checked for exit code and half-written files",
     "bad_inputs": "bad inputs tried (random and mutated images, style and model files, malicious safetensors)",
-    "files_checked": "files checked after faults (checkpoints, images, manifests)",
+    "files_checked": "files checked whole after faults (every checkpoint after each kill, prepared images)",
     "unclear_failures": "bad inputs answered with a traceback or without a one-line message",
     "files_lost": "files lost or left half-written",
 }

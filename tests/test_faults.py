@@ -34,7 +34,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import munit_cli
-from munit_cli import checkpoint, images, prepare, synthetic, train
+from munit_cli import checkpoint, prepare, synthetic, train
 from munit_cli.cli import app
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="uses inotify, fork and flock")
