@@ -141,7 +141,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "model": {"dim": 16, "n_res": 2, "mlp_dim": 64, "dis_dim": 16, "dis_num_scales": 2, "dis_n_layer": 3},
         "data": {"load_size": 64, "crop_size": 64},
         "train": {
-            "iters": 3000,
+            "iters": 2000,
             "batch_size": 4,
             "log_every": 50,
             "sample_every": 500,
