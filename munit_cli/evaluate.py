@@ -55,7 +55,7 @@ def load_images(folder: Path, tr: infer.Translator, skipped: list[str]) -> Domai
         try:
             img = prepare(tr.open_image(path), tr.loaded.cfg)
         except MunitError as exc:
-            err.print(f"[yellow]skipped:[/] {escape(str(exc))}", highlight=False)
+            err.print(f"[yellow]skipped:[/] {escape(str(exc))}", markup=True)
             skipped.append(images.display_path(path))
             continue
         keys.append(path.relative_to(folder).with_suffix("").as_posix())
