@@ -217,12 +217,14 @@ def evaluate(
 
 
 def table(result: dict[str, Any]):
-    """The result as a rich table: one row per metric, one column per direction."""
+    """The result as a rich table: one row per metric, one column per direction. Title and caption
+    are Text, never read as markup, since they carry a path and the domain names."""
     from rich.table import Table
+    from rich.text import Text
 
     directions = list(result["directions"].values())
     a, b = result["names"]
-    t = Table(title=f"{escape(result['model'])} (step {result['step']}, {result['weights']} weights)")
+    t = Table(title=Text(f"{result['model']} (step {result['step']}, {result['weights']} weights)"))
     t.add_column("metric", no_wrap=True)
     for key in result["directions"]:
         t.add_column(key.upper().replace("_TO_", " -> "), justify="right", no_wrap=True)
@@ -241,8 +243,7 @@ def table(result: dict[str, Any]):
         row("paired L1", [d["paired"] and d["paired"]["l1"] for d in directions], ".4f")
         row("paired PSNR (dB)", [d["paired"] and d["paired"]["psnr"] for d in directions], ".2f")
         row("paired SSIM", [d["paired"] and d["paired"]["ssim"] for d in directions], ".4f")
-    t.caption = (
-        f"A = {escape(a)}, B = {escape(b)}; {result['num_styles']} styles per input, seed {result['seed']}, "
-        f"{result['image_size']} px"
+    t.caption = Text(
+        f"A = {a}, B = {b}; {result['num_styles']} styles per input, seed {result['seed']}, {result['image_size']} px"
     )
     return t

@@ -316,3 +316,13 @@ def test_evaluate_without_the_extra_exits_1_with_the_hint(monkeypatch, tiny_mode
     metrics.load_inception.cache_clear()
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "munit-cli[eval]" in result.stderr
+
+
+def test_evaluate_with_lpips_weights_reports_lpips_diversity(stand_in, tiny_model, tmp_path):
+    data = tiny_model / "data"
+    weights = lpips_weights(tmp_path / "alex.safetensors")
+    result = evaluate.evaluate(
+        tiny_model / "gen.safetensors", data / "testA", data / "testB", num_styles=2, device="cpu", lpips_weights=weights
+    )
+    for d in result["directions"].values():
+        assert d["diversity_lpips"] > 0 and "diversity_l1" not in d and d["diversity_metric"].startswith("diversity_lpips")
