@@ -58,6 +58,19 @@ def context(device: str = "auto") -> Context:
     return Context(rank, world, local_rank, device)
 
 
+def shutdown() -> None:
+    """Leave the process group cleanly: exiting with gloo's threads alive aborts the process
+    ("terminate called without an active exception") after the work is done."""
+    if not launched():
+        return
+    import torch.distributed as tdist
+
+    if tdist.is_initialized():
+        tdist.barrier()
+        tdist.destroy_process_group()
+    context.cache_clear()
+
+
 def barrier() -> None:
     if launched():
         import torch.distributed as tdist

@@ -413,9 +413,8 @@ def run(
     device = pick_device(cfg.train.device) if ctx.world == 1 else ctx.device
     vgg = losses.VGGPerceptual(cfg.loss.vgg_weights).to(device) if cfg.loss.vgg_w > 0 else None
     samples = Samples(cfg, out, source_a, source_b, device)
-    check_run_dir(out, resume, overwrite)
-
-    if ctx.is_main:
+    if ctx.is_main:  # the other ranks would find rank 0's files
+        check_run_dir(out, resume, overwrite)
         out.mkdir(parents=True, exist_ok=True)
     with run_lock(out) if ctx.is_main else nullcontext():
         if ctx.is_main:
@@ -424,7 +423,9 @@ def run(
         stored = json.loads((out / RUN_FILE).read_text())
         info = RunInfo(tuple(stored["names"]), stored["run_id"])
         fingerprint = checkpoint.model_fingerprint(info.run_id, cfg)
-        return _train(cfg, ctx, out, source_a, source_b, samples, info.names, fingerprint, device, vgg, resume)
+        summary = _train(cfg, ctx, out, source_a, source_b, samples, info.names, fingerprint, device, vgg, resume)
+    dist.shutdown()
+    return summary
 
 
 class LossLog:
