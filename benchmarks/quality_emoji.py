@@ -1,7 +1,7 @@
 """Quality benchmark on real data: emoji64, Twemoji (domain A) <-> Noto Color Emoji (domain B).
 
-Trains the `tiny` preset at 64 px for a fixed number of iterations on a CPU, then scores the
-held-out test split (codepoints whose sha1 starts with 0, 1 or 2; never trained on) with the same
+Trains for a fixed number of iterations (by default the `tiny` preset at 64 px on a CPU), then
+scores the held-out test split (codepoints whose sha1 starts with 0, 1 or 2; never trained on) with the same
 functions `munit evaluate` uses, in one table:
 
 - real test A vs real test B: what doing nothing scores on KID and FID;
