@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 # A configuration that trains in tens of milliseconds per step on one CPU core: the same
@@ -103,3 +104,13 @@ def image_folders(tmp_path) -> tuple[Path, Path]:
     write_shape_images(a, filled=False, seed=1)
     write_shape_images(b, filled=True, seed=2)
     return a, b
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks: OpenMP's thread handoffs cost more than the maths (and collapse when other
+    processes share the two cores); one thread also matches the zygote's arithmetic bit for bit."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -37,6 +37,8 @@ NAMES = ("outline", "filled")
 TINY_MODEL = {"model": {"dim": 8, "mlp_dim": 16, "n_res": 1}}
 SLOW_SECONDS = 10.0  # per example; a busy two-core machine included
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def fuzz_settings(examples: int):
     return settings(
@@ -46,15 +48,6 @@ def fuzz_settings(examples: int):
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
     )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks: OpenMP's thread handoffs cost more than the maths on two busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

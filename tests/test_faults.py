@@ -371,15 +371,6 @@ def test_file_too_large_during_a_save_keeps_the_previous_checkpoint(zygote, worl
     reliability.add("exact_runs")
 
 
-@pytest.fixture
-def one_thread():
-    """In-process training with the zygote's arithmetic (one thread), so it can be compared bit for bit."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_no_space_left_during_a_save(zygote, world, reliability, monkeypatch, one_thread):
     root, run = world["root"], world["root"] / "disk-full"
     state_4 = run / "checkpoints" / "state_00000004.safetensors"

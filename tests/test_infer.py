@@ -23,15 +23,7 @@ from munit_cli.errors import MunitError, UsageError
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ("outline", "filled")
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tensors are tiny: OpenMP's thread handoffs cost more than the maths, and collapse
-    when other processes share the two cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_run(run: Path, fingerprint: str, seed: int = 0, steps=(10,)) -> Path:

@@ -16,14 +16,7 @@ from munit_cli import checkpoint, config, evaluate, metrics, models, synthetic
 from munit_cli.cli import app
 from munit_cli.errors import MunitError
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors: OpenMP handoffs cost more than the maths when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gaussian(n: int, mean, std, seed: int) -> torch.Tensor:

@@ -31,14 +31,7 @@ REGION_THRESHOLD = 70.0
 IOU_MIN = 0.40
 DIVERSITY_MIN = 0.25
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors: OpenMP handoffs cost more than the maths when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
