@@ -21,7 +21,8 @@ def tiny_cfg(**train_flags) -> config.Config:
         overrides={
             "model": {"dim": 8, "mlp_dim": 16, "n_res": 1},
             "data": {"load_size": 32, "crop_size": 32},
-            "train": {"batch_size": 2, "ema_decay": 0.0, **train_flags},
+            "train": {"batch_size": 2, "ema_decay": 0.0, "share_translations": False, **train_flags},
+            "optim": {"fused": False},
         },
     )
 
