@@ -308,9 +308,10 @@ def save_state(
     save_tensors(path, tensors, metadata)
 
 
-def load_state(path: Path, dis: torch.nn.Module, opt_gen, opt_dis) -> dict[str, Any]:
-    """Restore discriminators, both optimizers and every RNG; returns {'step', 'extra'}."""
-    tensors, metadata = read_tensors(path, STATE_KIND)
+def load_state(path: Path, dis: torch.nn.Module, opt_gen, opt_dis, read=None) -> dict[str, Any]:
+    """Restore discriminators, both optimizers and every RNG; returns {'step', 'extra'}.
+    `read`: the file's (tensors, metadata) when the caller has already read and verified it."""
+    tensors, metadata = read or read_tensors(path, STATE_KIND)
     _, _, step = parse_metadata(path, metadata)
     dis_tensors = {k.removeprefix("dis."): v for k, v in tensors.items() if k.startswith("dis.")}
     load_state_dict_checked(dis, dis_tensors, path)

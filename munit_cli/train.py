@@ -206,19 +206,33 @@ def prepare_run_dir(out: Path, cfg: Config, names: tuple[str, str], resume: str 
     return info
 
 
-def find_resume_state(out: Path, resume: str) -> Path | None:
-    """`auto`: the newest state file that reads back; a path: exactly that file."""
+@dataclass
+class ResumePoint:
+    """A checkpoint pair already read and verified, so resuming reads each file once."""
+
+    state_path: Path
+    state: tuple[dict[str, torch.Tensor], dict[str, str]]
+    gen_path: Path
+    gen_tensors: dict[str, torch.Tensor]
+
+
+def _read_pair(state_path: Path) -> ResumePoint:
+    gen_path = state_path.with_name(state_path.name.replace("state_", "gen_"))
+    state = checkpoint.read_tensors(state_path, checkpoint.STATE_KIND)
+    gen_tensors = checkpoint.read_tensors(gen_path, checkpoint.GENERATOR_KIND)[0]
+    return ResumePoint(state_path, state, gen_path, gen_tensors)
+
+
+def find_resume_point(out: Path, resume: str) -> ResumePoint | None:
+    """`auto`: the newest checkpoint pair that reads back whole; a path: exactly that state file."""
     if resume != "auto":
         path = Path(resume)
         if not path.is_file():
             raise MunitError(f"--resume {resume}: no such checkpoint file")
-        return path
+        return _read_pair(path)
     for step in reversed(checkpoint.list_steps(out, "state")):
-        gen_path, state_path = checkpoint.checkpoint_paths(out, step)
         try:
-            checkpoint.read_tensors(state_path, checkpoint.STATE_KIND)
-            checkpoint.read_tensors(gen_path, checkpoint.GENERATOR_KIND)
-            return state_path
+            return _read_pair(checkpoint.checkpoint_paths(out, step)[1])
         except MunitError as exc:
             err.print(f"[yellow]warning:[/] {escape(str(exc))}; trying the previous checkpoint", markup=True)
     return None
@@ -484,24 +498,24 @@ class Samples:
         write_grid(self.folder / f"step_{step:08d}.png", grid, 4)
 
 
-def resume_into(trainer: Trainer, state_path: Path) -> int:
+def resume_into(trainer: Trainer, point: ResumePoint) -> int:
     """Load generators (and their EMA), discriminators, optimizers and RNGs; returns the step."""
-    gen_path = state_path.with_name(state_path.name.replace("state_", "gen_"))
-    raw, averaged = checkpoint.split_ema(checkpoint.read_tensors(gen_path, checkpoint.GENERATOR_KIND)[0])
-    checkpoint.load_state_dict_checked(trainer.gen, raw, gen_path)
+    raw, averaged = checkpoint.split_ema(point.gen_tensors)
+    checkpoint.load_state_dict_checked(trainer.gen, raw, point.gen_path)
     if trainer.ema is not None:
-        checkpoint.load_state_dict_checked(trainer.ema.model, averaged or raw, gen_path)
-    return checkpoint.load_state(state_path, trainer.dis, trainer.opt_gen, trainer.opt_dis)["step"]
+        checkpoint.load_state_dict_checked(trainer.ema.model, averaged or raw, point.gen_path)
+    opts = (trainer.opt_gen, trainer.opt_dis)
+    return checkpoint.load_state(point.state_path, trainer.dis, *opts, read=point.state)["step"]
 
 
 def _train(cfg, ctx, out, source_a, source_b, samples, names, fingerprint, device, vgg, resume) -> dict[str, Any]:
     trainer = Trainer(cfg, device, vgg)
     start = 0
-    state_path = find_resume_state(out, resume) if resume else None
-    if state_path is not None:
-        start = resume_into(trainer, state_path)
+    point = find_resume_point(out, resume) if resume else None
+    if point is not None:
+        start = resume_into(trainer, point)
         if ctx.is_main:
-            err.print(f"resuming from step {start} ({state_path})")
+            err.print(f"resuming from step {start} ({point.state_path})")
     if resume and ctx.is_main:  # also from step 0: a run killed before its first checkpoint logged steps
         truncate_metrics(out / "metrics.jsonl", start)
 
