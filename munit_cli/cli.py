@@ -300,6 +300,7 @@ TruncationOpt = typer.Option(1.0, "--truncation", help="Scale sampled styles tow
 BatchOpt = typer.Option(1, "--batch-size", "-b", help="Inputs per forward pass (faster on GPUs; pixels may differ by rounding from batch size 1).")
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace existing output files (without it, nothing is written when one exists).")
+EmaOpt = typer.Option(True, "--ema/--no-ema", help="Use the EMA (averaged) weights when the file has them; --no-ema the raw ones.")
 
 
 @app.command(
@@ -325,6 +326,7 @@ def translate(
     save_styles: Optional[Path] = typer.Option(None, "--save-styles", help="Also save the style codes used, as style files in this folder.", metavar="DIR"),
     batch_size: int = BatchOpt,
     device: str = DeviceOpt,
+    ema: bool = EmaOpt,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON record per output (input, style, path) on stdout."),
     overwrite: bool = OverwriteOpt,
 ) -> None:
@@ -345,6 +347,7 @@ def translate(
         save_styles_to=save_styles,
         batch_size=batch_size,
         device=device,
+        use_ema=ema,
         on_record=emit_json if json_out else None,
         overwrite=overwrite,
     )
@@ -389,6 +392,7 @@ def style_encode(
     out: Path = StyleOutOpt,
     size: Optional[int] = SizeOpt,
     device: str = DeviceOpt,
+    ema: bool = EmaOpt,
     json_out: bool = typer.Option(False, "--json", help="Print the written path as JSON on stdout."),
     overwrite: bool = OverwriteOpt,
 ) -> None:
@@ -396,7 +400,7 @@ def style_encode(
     from munit_cli import infer
 
     path = infer.encode_style_file(
-        image, model=model, domain=domain, out=out, size=size, device=device, overwrite=overwrite
+        image, model=model, domain=domain, out=out, size=size, device=device, use_ema=ema, overwrite=overwrite
     )
     _print_path(path, json_out)
 
@@ -451,6 +455,7 @@ def interpolate(
     truncation: float = TruncationOpt,
     batch_size: int = BatchOpt,
     device: str = DeviceOpt,
+    ema: bool = EmaOpt,
     json_out: bool = typer.Option(False, "--json", help="Print the written paths as JSON on stdout."),
     overwrite: bool = OverwriteOpt,
 ) -> None:
@@ -472,6 +477,7 @@ def interpolate(
         truncation=truncation,
         batch_size=batch_size,
         device=device,
+        use_ema=ema,
         overwrite=overwrite,
     )
     if json_out:
@@ -507,7 +513,7 @@ def export(
         "all", "--format", "-f", help="bundle (one safetensors file for munit), onnx (graphs for onnxruntime) or all."
     ),
     dtype: str = typer.Option("float32", help="Bundle weights: float32, float16 or bfloat16 (ONNX is always float32)."),
-    ema: bool = typer.Option(True, "--ema/--no-ema", help="Export the EMA weights when the file has them."),
+    ema: bool = EmaOpt,
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     overwrite: bool = OverwriteOpt,
 ) -> None:
@@ -548,7 +554,7 @@ def evaluate(
     test_b: Path = typer.Option(..., "--test-b", help="Test images of domain B (same file names as --test-a: paired metrics too)."),
     num_styles: int = typer.Option(10, "--num-styles", "-n", help="Random styles per input (diversity; the first also feeds KID/FID)."),
     seed: int = typer.Option(0, help="Seed of the random styles and KID subsets."),
-    ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA weights when the file has them."),
+    ema: bool = EmaOpt,
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="AlexNet LPIPS weights (.safetensors) for LPIPS diversity."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per Inception batch."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),

@@ -113,11 +113,13 @@ class Translator:
     size: int | None = None  # shorter side to work at; None keeps the input's size
 
     @classmethod
-    def open(cls, model: str | os.PathLike | None, to: str, device: str = "auto", size: int | None = None) -> Translator:
+    def open(
+        cls, model: str | os.PathLike | None, to: str, device: str = "auto", size: int | None = None, use_ema: bool = True
+    ) -> Translator:
         if size is not None and size < 1:
             raise UsageError(f"--size must be a positive number of pixels, got {size}")
         dev = pick_device(device)
-        loaded = checkpoint.load_generator(resolve_model_path(model), dev)
+        loaded = checkpoint.load_generator(resolve_model_path(model), dev, use_ema=use_ema)
         return cls(loaded, resolve_domain(to, loaded.names), dev, size)
 
     @property
@@ -524,6 +526,7 @@ def translate(
     save_styles_to: Path | None = None,
     batch_size: int = 1,
     device: str = "auto",
+    use_ema: bool = True,
     on_record: Record | None = None,
     stdin: BinaryIO | None = None,
     stdout: BinaryIO | None = None,
@@ -544,7 +547,7 @@ def translate(
         if stdout.isatty():
             raise UsageError("refusing to write PNG bytes to a terminal", hint="redirect stdout (> out.png) or pass --out")
     items = expand_inputs(inputs, stdin)
-    tr = Translator.open(model, to, device, size)
+    tr = Translator.open(model, to, device, size, use_ema)
     chosen = resolve_styles(tr, styles, num_styles, seed, truncation)
     planned = [target] if kind == "file" else []
     if kind == "dir":
@@ -617,11 +620,12 @@ def encode_style_file(
     out: Path,
     size: int | None = None,
     device: str = "auto",
+    use_ema: bool = True,
     overwrite: bool = False,
 ) -> Path:
     """The style of `image` as seen by `domain`'s style encoder, saved as a style file."""
     images.refuse_overwrite([Path(out)], overwrite)
-    tr = Translator.open(model, domain, device, size)
+    tr = Translator.open(model, domain, device, size, use_ema)
     code = tr.encode_style(tr.open_image(Path(image)))
     return save_style(out, code, tr, tr.target, images.display_path(image))
 
@@ -720,6 +724,7 @@ def interpolate(
     truncation: float = 1.0,
     batch_size: int = 1,
     device: str = "auto",
+    use_ema: bool = True,
     stdin: BinaryIO | None = None,
     overwrite: bool = False,
 ) -> InterpolateSummary:
@@ -732,7 +737,7 @@ def interpolate(
     check_options(truncation, batch_size)
     if fps <= 0:
         raise UsageError(f"--fps must be positive, got {fps}")
-    tr = Translator.open(model, to, device, size)
+    tr = Translator.open(model, to, device, size, use_ema)
     s1 = resolve_style(style_a, tr, truncation).code
     s2 = resolve_style(style_b, tr, truncation).code
     codes = interpolate_styles(s1, s2, steps, mode)

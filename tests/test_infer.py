@@ -295,6 +295,36 @@ def test_style_file_round_trip(world, tmp_path):
         assert a == b and png(a).size == (45, 30)
 
 
+def test_ema_weights_by_default_and_raw_ones_with_no_ema(world, tmp_path):
+    """A file holding raw and EMA weights translates, interpolates and encodes styles like a file
+    holding only the EMA weights; with --no-ema like a file holding only the raw ones."""
+    cfg = config.resolve("tiny", overrides={"model": {"dim": 8, "mlp_dim": 16, "n_res": 1}})
+    nets = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        nets.append(models.build(cfg.model)[0])
+    raw, ema = nets
+    both, raw_only, ema_only = (tmp_path / f"{n}.safetensors" for n in ("both", "raw", "ema"))
+    checkpoint.save_generator(both, raw, cfg, NAMES, 10, "fp-ema", ema=ema)
+    checkpoint.save_generator(raw_only, raw, cfg, NAMES, 10, "fp-ema")
+    checkpoint.save_generator(ema_only, ema, cfg, NAMES, 10, "fp-ema")
+    ref = world["inputs"] / "im2.png"
+
+    def outputs(model: Path, *flags: str) -> tuple[bytes, bytes, np.ndarray]:
+        translated = cli("translate", world["x"], "--model", model, "-n", "1", "--out", "-", *flags).stdout_bytes
+        morph = tmp_path / f"morph_{model.stem}_{len(flags)}"
+        assert cli("interpolate", world["x"], "--model", model, "--steps", "3", "--out", morph, *flags).exit_code == 0
+        style = tmp_path / f"style_{model.stem}_{len(flags)}.safetensors"
+        assert cli("style", "encode", ref, "--model", model, "-o", style, *flags).exit_code == 0
+        return translated, (morph / "frames" / "im0_001.png").read_bytes(), read_style(style)[0]
+
+    default, no_ema = outputs(both), outputs(both, "--no-ema")
+    want_ema, want_raw = outputs(ema_only), outputs(raw_only)
+    for got, want in ((default, want_ema), (no_ema, want_raw)):
+        assert got[:2] == want[:2] and np.array_equal(got[2], want[2])
+    assert default[0] != no_ema[0] and default[1] != no_ema[1] and not np.array_equal(default[2], no_ema[2])
+
+
 def test_style_from_another_model_or_domain_is_a_clear_error(world, tmp_path):
     theirs = tmp_path / "theirs.safetensors"
     assert cli("style", "sample", "--seed", "1", "--model", world["other"], "-o", theirs).exit_code == 0
