@@ -170,6 +170,7 @@ def main() -> None:
     parser.add_argument("--num-styles", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32, help="Inception batch")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="config override, as `munit train --set`")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
@@ -179,13 +180,15 @@ def main() -> None:
         "data": {"load_size": 64, "crop_size": 64},
         "train": {"iters": args.iters, "seed": args.seed, "device": args.device},
     }
+    for section, values in config.parse_set(args.set).items():
+        overrides.setdefault(section, {}).update(values)
     cfg = config.resolve(args.preset, overrides=overrides)
     device = train.pick_device(args.device)
     folders = split(args.data, args.out / "data")
     model, train_seconds = train_model(folders, args.out / "run", cfg)
     t0 = time.perf_counter()
     scores = score(model, folders, args.num_styles, args.seed, args.batch_size, device)
-    budget = {"preset": args.preset, "iters": args.iters, "batch_size": cfg.train.batch_size, "image_size": 64}
+    budget = {"preset": args.preset, "set": args.set, "iters": args.iters, "batch_size": cfg.train.batch_size, "image_size": 64}
     result = {
         "budget": {**budget, "train_seconds": round(train_seconds, 1)},
         "eval_seconds": round(time.perf_counter() - t0, 1),

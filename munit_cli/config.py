@@ -138,7 +138,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     # CPU demo and tests: the same architecture family at a size two cores train in minutes.
     "tiny": {
-        "model": {"dim": 16, "n_res": 2, "mlp_dim": 64, "dis_dim": 16, "dis_num_scales": 2, "dis_n_layer": 3},
+        # The discriminators keep the paper's depth (4 layers, 3 scales): with 3 layers and 2 scales
+        # their patches were too small to see that an outline's interior stayed empty, and the demo
+        # drew coloured rings (content IoU 0.28 against 0.66 on the shapes after 2500 steps).
+        "model": {"dim": 16, "n_res": 2, "mlp_dim": 64, "dis_dim": 16},
         "data": {"load_size": 64, "crop_size": 64},
         "train": {
             "iters": 2500,
