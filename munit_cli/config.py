@@ -295,6 +295,19 @@ _MODEL_LIMITS = {
 }
 
 
+def discriminator_fits(side: int, n_layer: int, num_scales: int) -> bool:
+    """Whether a side x side crop survives every discriminator scale: each scale halves it (rounding
+    up), and each of a scale's n_layer convolutions needs 2 pixels for its reflection padding and
+    halves it again (rounding down)."""
+    for _ in range(num_scales - 1):
+        side = (side + 1) // 2
+    for _ in range(n_layer):
+        if side < 2:
+            return False
+        side //= 2
+    return True
+
+
 def validate(cfg: Config) -> None:
     m, d, t = cfg.model, cfg.data, cfg.train
     if m.input_dim not in (1, 3):
@@ -311,6 +324,13 @@ def validate(cfg: Config) -> None:
         raise UsageError(f"data.crop_size must be divisible by 4, got {d.crop_size}")
     if d.crop_size > d.load_size:
         raise UsageError(f"data.crop_size ({d.crop_size}) cannot exceed data.load_size ({d.load_size})")
+    if not discriminator_fits(d.crop_size, m.dis_n_layer, m.dis_num_scales):
+        least = next(c for c in range(4, 1 << 20, 4) if discriminator_fits(c, m.dis_n_layer, m.dis_num_scales))
+        raise UsageError(
+            f"data.crop_size {d.crop_size} is too small for discriminators with model.dis_n_layer "
+            f"{m.dis_n_layer} and model.dis_num_scales {m.dis_num_scales}: they need at least {least}",
+            hint="raise data.crop_size (and data.load_size) or lower model.dis_num_scales or model.dis_n_layer",
+        )
     if t.iters < 0 or t.batch_size < 1:
         raise UsageError("train.iters must be >= 0 and train.batch_size >= 1")
     if t.precision not in ("fp32", "bf16"):

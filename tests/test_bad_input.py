@@ -478,7 +478,7 @@ def test_paths_with_spaces_unicode_brackets_and_leading_dashes(tmp_path, monkeyp
     photo = "-in put [ü].png"
     Path(photo).write_bytes((base / "src" / "testA" / os.listdir(base / "src" / "testA")[0]).read_bytes())
     tiny = ["--preset", "tiny", "--set", "model.dim=8", "--set", "model.mlp_dim=16", "--set", "model.n_res=1",
-            "--size", "32", "--batch-size", "1", "--iters", "2", "--device", "cpu"]  # fmt: skip
+            "--set", "model.dis_num_scales=2", "--size", "32", "--batch-size", "1", "--iters", "2", "--device", "cpu"]  # fmt: skip
     run, gen = "-run ☃", "-run ☃/checkpoints/gen_00000002.safetensors"
     steps = [
         (["train", "--out", run, *tiny, "--", "-A outlines é", "-B filled [x]"], gen),

@@ -122,6 +122,11 @@ def test_invalid_value_in_set(folders):
     assert_usage_error(runner.invoke(app, ["train", *folders, "--set", "data.crop_size=30"]), "crop_size")
 
 
+def test_crop_too_small_for_the_discriminators(folders):
+    result = runner.invoke(app, ["train", *folders, "--preset", "tiny", "--size", "32"])  # tiny: 4 layers, 3 scales
+    assert_usage_error(result, "data.crop_size 32 is too small", "at least 64", "model.dis_num_scales")
+
+
 def test_unknown_key_in_config_file(folders, tmp_path):
     path = tmp_path / "my.toml"
     path.write_text("[model]\ndim = 16\nstyle_dimm = 4\n")

@@ -18,7 +18,7 @@ from munit_cli.config import DataConfig
 
 TINY = [
     "--preset", "tiny", "--set", "model.dim=8", "--set", "model.mlp_dim=16", "--set", "model.n_res=1",
-    "--size", "32", "--set", "train.log_every=2", "--set", "train.checkpoint_every=2",
+    "--set", "model.dis_num_scales=2", "--size", "32", "--set", "train.log_every=2", "--set", "train.checkpoint_every=2",
     "--set", "train.sample_every=100", "--set", "train.ema_start=1", "--device", "cpu",
 ]  # fmt: skip
 

@@ -43,7 +43,7 @@ REPO = Path(munit_cli.__file__).resolve().parent.parent
 ITERS = 16
 TRAIN = [
     "--preset", "tiny", "--set", "model.dim=8", "--set", "model.mlp_dim=16", "--set", "model.n_res=1",
-    "--size", "32", "--batch-size", "1", "--device", "cpu", "--iters", str(ITERS),
+    "--set", "model.dis_num_scales=2", "--size", "32", "--batch-size", "1", "--device", "cpu", "--iters", str(ITERS),
     "--set", "train.checkpoint_every=2", "--set", "train.log_every=2", "--set", "train.sample_every=6",
 ]  # fmt: skip
 TEMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")  # images.temp_path

@@ -261,7 +261,7 @@ def stand_in(monkeypatch):
 def tiny_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")
     synthetic.make_shapes(root / "data", n_train=0, n_test=3, size=32)
-    small = {"model": {"dim": 8, "mlp_dim": 16, "n_res": 1}, "data": {"load_size": 32, "crop_size": 32}}
+    small = {"model": {"dim": 8, "mlp_dim": 16, "n_res": 1, "dis_num_scales": 2}, "data": {"load_size": 32, "crop_size": 32}}
     cfg = config.resolve("tiny", overrides=small)
     torch.manual_seed(0)
     gen, _ = models.build(cfg.model)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from munit_cli import losses, models
+from munit_cli import config, losses, models
 from munit_cli.config import Config, ModelConfig
 
 
@@ -97,6 +97,21 @@ def test_paper_discriminator_patch_maps_at_256():
     cfg = ModelConfig(dis_dim=8)  # the reference layout (4 layers, 3 scales) at a small width
     outs = models.Discriminator(cfg)(torch.rand(1, 3, 256, 256))
     assert [tuple(o.shape[-2:]) for o in outs] == [(16, 16), (8, 8), (4, 4)]  # the reference's numbers
+
+
+@pytest.mark.parametrize("n_layer, scales", [(3, 2), (4, 3), (2, 4)])
+def test_discriminator_fits_says_exactly_which_crops_the_discriminator_takes(n_layer, scales):
+    dis = models.Discriminator(small(dis_dim=2, dis_n_layer=n_layer, dis_num_scales=scales))
+    verdicts = []
+    for side in range(4, 72, 4):
+        try:
+            dis(torch.zeros(1, 3, side, side))
+            works = True
+        except RuntimeError:  # reflection padding wider than the map
+            works = False
+        assert config.discriminator_fits(side, n_layer, scales) == works, side
+        verdicts.append(works)
+    assert not verdicts[0] and verdicts[-1]  # both answers occur
 
 
 def test_paper_content_code_shape_at_256():

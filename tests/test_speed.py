@@ -19,7 +19,7 @@ def tiny_cfg(**train_flags) -> config.Config:
     return config.resolve(
         "tiny",
         overrides={
-            "model": {"dim": 8, "mlp_dim": 16, "n_res": 1},
+            "model": {"dim": 8, "mlp_dim": 16, "n_res": 1, "dis_num_scales": 2},
             "data": {"load_size": 32, "crop_size": 32},
             "train": {"batch_size": 2, "ema_decay": 0.0, "share_translations": False, **train_flags},
             "optim": {"fused": False},
