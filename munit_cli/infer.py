@@ -449,8 +449,18 @@ def _translate_group(tr: Translator, group: list[Result], styles: torch.Tensor) 
         r.outputs = [tr.to_output(x[i], r.image.size) for x in x_ab]
 
 
-def report_failure(result: Result) -> None:
-    err.print(f"[yellow]skipped:[/] {escape(result.error or '')}", markup=True)
+def translated(
+    tr: Translator, items: Sequence[InputItem], styles: torch.Tensor, batch_size: int, task: str, failed: list[str]
+) -> Iterator[Result]:
+    """`iter_translations` under a progress bar, yielding only the inputs that translated; each
+    one that could not be read is reported on stderr and its name appended to `failed`."""
+    with progress(task, len(items), enabled=len(items) > 1) as bar:
+        for r in iter_translations(tr, items, styles, batch_size, bar):
+            if r.error is None:
+                yield r
+            else:
+                err.print(f"[yellow]skipped:[/] {escape(r.error)}", markup=True)
+                failed.append(r.item.name)
 
 
 def raise_for_failures(failed: Sequence[str], total: int) -> None:
@@ -564,20 +574,15 @@ def translate(
     rows: list[list[Image.Image]] = []
     failed: list[str] = []
     written = 0
-    with progress("translate", len(items), enabled=len(items) > 1) as bar:
-        for r in iter_translations(tr, items, codes, batch_size, bar):
-            if r.error is not None:
-                report_failure(r)
-                failed.append(r.item.name)
-                continue
-            if kind == "dir":
-                paths = _save_in_folder(target, r, chosen, grid)  # type: ignore[arg-type]
-            else:
-                rows.append([r.image, *r.outputs])
-                paths = [sink_label] * len(chosen)
-            written += len(r.outputs)
-            for style, path in zip(chosen, paths):
-                records({"input": r.item.name, "style": style.label, "path": path})
+    for r in translated(tr, items, codes, batch_size, "translate", failed):
+        if kind == "dir":
+            paths = _save_in_folder(target, r, chosen, grid)  # type: ignore[arg-type]
+        else:
+            rows.append([r.image, *r.outputs])
+            paths = [sink_label] * len(chosen)
+        written += len(r.outputs)
+        for style, path in zip(chosen, paths):
+            records({"input": r.item.name, "style": style.label, "path": path})
 
     if rows:
         single = len(rows) == 1 and len(chosen) == 1 and not grid
@@ -750,15 +755,10 @@ def interpolate(
     strips: list[list[Image.Image]] = []
     frame_paths: list[str] = []
     failed: list[str] = []
-    with progress("interpolate", len(items), enabled=len(items) > 1) as bar:
-        for r in iter_translations(tr, items, codes, batch_size, bar):
-            if r.error is not None:
-                report_failure(r)
-                failed.append(r.item.name)
-                continue
-            strips.append(r.outputs)
-            for t, frame in enumerate(r.outputs):
-                frame_paths.append(str(images.save_png(frame, _frame_path(out, r.item.stem, t))))
+    for r in translated(tr, items, codes, batch_size, "interpolate", failed):
+        strips.append(r.outputs)
+        for t, frame in enumerate(r.outputs):
+            frame_paths.append(str(images.save_png(frame, _frame_path(out, r.item.stem, t))))
     strip = gif_path = None
     if strips:
         strip = str(images.save_png(image_grid(strips), out / STRIP_NAME))
