@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from munit_cli import checkpoint, config, evaluate, infer, metrics, train
+from munit_cli import checkpoint, config, evaluate, infer, metrics, runtime, train
 from munit_cli.console import err, progress
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,7 +183,7 @@ def main() -> None:
     for section, values in config.parse_set(args.set).items():
         overrides.setdefault(section, {}).update(values)
     cfg = config.resolve(args.preset, overrides=overrides)
-    device = train.pick_device(args.device)
+    device = runtime.pick_device(args.device)
     folders = split(args.data, args.out / "data")
     model, train_seconds = train_model(folders, args.out / "run", cfg)
     t0 = time.perf_counter()

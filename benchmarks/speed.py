@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from munit_cli import config, models, train
+from munit_cli import config, models, runtime, train
 
 # What the fast path switches on, per device: on CUDA everything in the `fast` preset; on the CPU
 # only what measured faster there (bf16 and channels_last slow CPU convolutions down, and
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="default 50 on CUDA, 5 on CPU")
     parser.add_argument("--json", dest="json_path", default=None, help="also write the results here")
     args = parser.parse_args()
-    device = train.pick_device(args.device)
+    device = runtime.pick_device(args.device)
     cuda = device.type == "cuda"
     size = args.size or (256 if cuda else 64)
     warmup = args.warmup if args.warmup is not None else (20 if cuda else 2)

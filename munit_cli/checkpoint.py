@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,8 @@ from typing import Any, Iterable
 import torch
 
 from munit_cli import config as config_mod
+from munit_cli import files
 from munit_cli.errors import MunitError
-from munit_cli.images import temp_path
 
 FORMAT_VERSION = "1"
 GENERATOR_KIND = "munit-generator"
@@ -30,40 +29,6 @@ BUNDLE_KIND = "munit-bundle"  # written by `munit export`: one set of generator 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^(gen|state)_(\d{8,})\.safetensors$")
 CHECKSUM_KEY = "checksum"  # metadata entry: sha256 of the rest of the header and of the tensor data
-
-
-# ---------------------------------------------------------------------------------------------
-# Atomic writes
-
-
-def atomic_write_bytes(path: Path, *chunks: bytes | memoryview) -> None:
-    """`path` becomes the concatenated chunks, all or nothing, and durably (fsync) once this returns."""
-    path = Path(path)
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise MunitError(f"could not write {path}: {exc.strerror or exc}") from None
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
@@ -77,7 +42,7 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     header.setdefault("__metadata__", {})[CHECKSUM_KEY] = _checksum(header, [body])
     head = json.dumps(header, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)  # as safetensors does: the tensor data stays 8-byte aligned
-    atomic_write_bytes(path, len(head).to_bytes(8, "little"), head, body)
+    files.write_atomic(path, len(head).to_bytes(8, "little"), head, body, durable=True)
 
 
 def _checksum(header: dict, body: Iterable[bytes | memoryview]) -> str:

@@ -24,11 +24,11 @@ import torch
 from PIL import Image
 from rich.markup import escape
 
-from munit_cli import checkpoint, images, infer, metrics
+from munit_cli import checkpoint, files, images, infer, metrics
 from munit_cli.console import err, progress
 from munit_cli.errors import MunitError, UsageError
 from munit_cli.export import weights_used
-from munit_cli.train import pick_device
+from munit_cli.runtime import pick_device
 
 DIRECTIONS = (("a", "b"), ("b", "a"))
 
@@ -56,13 +56,13 @@ def load_images(folder: Path, tr: infer.Translator, skipped: list[str]) -> Domai
             img = prepare(tr.open_image(path), tr.loaded.cfg)
         except MunitError as exc:
             err.print(f"[yellow]skipped:[/] {escape(str(exc))}", markup=True)
-            skipped.append(images.display_path(path))
+            skipped.append(files.display_path(path))
             continue
         keys.append(path.relative_to(folder).with_suffix("").as_posix())
         prepared.append(img)
     if len(prepared) < 2:
         raise MunitError(
-            f"{images.display_path(folder)}: {len(prepared)} readable image(s); evaluation needs at least 2"
+            f"{files.display_path(folder)}: {len(prepared)} readable image(s); evaluation needs at least 2"
         )
     return DomainImages(keys, prepared, torch.stack([images.to_tensor(img) for img in prepared]))
 
@@ -203,7 +203,7 @@ def evaluate(
                 bar=bar,
             )
     return {
-        "model": images.display_path(model_path),
+        "model": files.display_path(model_path),
         "step": loaded.step,
         "weights": weights_used(loaded, use_ema),
         "names": list(loaded.names),

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from munit_cli import __version__, checkpoint, images
+from munit_cli import __version__, checkpoint, files, models
 from munit_cli.config import ModelConfig
 from munit_cli.errors import MunitError, UsageError
 
@@ -72,7 +72,7 @@ def run(
     planned = [out_dir / BUNDLE_NAME] if fmt in ("bundle", "all") else []
     if fmt in ("onnx", "all"):
         planned += [out_dir / name for name in graphs(loaded)] + [out_dir / SIDECAR_NAME]
-    images.refuse_overwrite(planned, overwrite)
+    files.refuse_overwrite(planned, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = weights_used(loaded, use_ema)
     summary: dict[str, Any] = {
@@ -110,21 +110,9 @@ def describe(loaded: checkpoint.LoadedGenerator, weights: str) -> dict[str, Any]
         "style_dim": m.style_dim,
         "input_range": INPUT_RANGE,
         "normalisation": normalisation(m.input_dim),
-        "size_multiple": size_multiple(m),
-        "min_size": min_size(m),
+        "size_multiple": models.size_multiple(m),
+        "min_size": models.min_size(m),
     }
-
-
-def size_multiple(m: ModelConfig) -> int:
-    """Image sides must be multiples of this, so decoding restores the input size exactly."""
-    return 2**m.n_downsample
-
-
-def min_size(m: ModelConfig) -> int:
-    """The smallest side every graph accepts: reflection padding needs at least 2 pixels before the
-    content encoder's residual blocks and before the style encoder's last downsampling."""
-    smallest = max(2 ** (m.n_downsample + 1), 2**m.style_n_downsample)
-    return -(-smallest // size_multiple(m)) * size_multiple(m)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,7 +174,7 @@ class Graph:
 def graphs(loaded: checkpoint.LoadedGenerator) -> dict[str, Graph]:
     """File name -> graph. Only translation needs sides that are multiples of `size_multiple`; the
     style encoder pools globally, so a style reference may have any size."""
-    model, step = loaded.model, size_multiple(loaded.cfg.model)
+    model, step = loaded.model, models.size_multiple(loaded.cfg.model)
     return {
         "encode_style_a.onnx": Graph(model.gen_a.style_encoder, ("image",), "style", 1),
         "encode_style_b.onnx": Graph(model.gen_b.style_encoder, ("image",), "style", 1),
@@ -232,7 +220,7 @@ def write_onnx(loaded: checkpoint.LoadedGenerator, out_dir: Path, weights: str) 
         verified[name] = {"shape": list(check_shape), "max_abs_diff": diff}
     # only a fully verified set is written, so a folder never mixes graphs of two exports
     for name, data in serialized.items():
-        checkpoint.atomic_write_bytes(out_dir / name, data)
+        files.write_atomic(out_dir / name, data, durable=True)
     sidecar = {
         "format": ONNX_KIND,
         "format_version": ONNX_FORMAT_VERSION,
@@ -244,7 +232,7 @@ def write_onnx(loaded: checkpoint.LoadedGenerator, out_dir: Path, weights: str) 
         "verified": verified,
         "munit_version": __version__,
     }
-    checkpoint.atomic_write_bytes(out_dir / SIDECAR_NAME, (json.dumps(sidecar, indent=2) + "\n").encode())
+    files.write_atomic(out_dir / SIDECAR_NAME, (json.dumps(sidecar, indent=2) + "\n").encode(), durable=True)
     return {
         "files": [str(out_dir / name) for name in verified],
         "sidecar": str(out_dir / SIDECAR_NAME),

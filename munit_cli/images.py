@@ -10,7 +10,6 @@ import contextlib
 import io
 import os
 import re
-import uuid
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +18,9 @@ from typing import TYPE_CHECKING, Literal, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from munit_cli import files
 from munit_cli.errors import MunitError
+from munit_cli.files import display_path
 
 if TYPE_CHECKING:
     import torch
@@ -43,11 +44,6 @@ class ImageError(MunitError):
         self.reason = reason
 
 
-def display_path(path: str | os.PathLike) -> str:
-    """A printable form of a path whose name may not be valid UTF-8 (undecodable bytes become U+FFFD)."""
-    return os.fsencode(path).decode("utf-8", "replace")
-
-
 def list_images(folder: Path, recursive: bool = True) -> list[Path]:
     """Image files under `folder`, sorted, hidden files and folders skipped; symlinked folders are
     followed once each, so a link loop cannot hang the scan."""
@@ -58,14 +54,14 @@ def list_images(folder: Path, recursive: bool = True) -> list[Path]:
         raise MunitError(f"{display_path(folder)}: not a folder")
     found: list[Path] = []
     seen_dirs: set[str] = set()
-    for root, dirs, files in os.walk(folder, followlinks=True):
+    for root, dirs, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
         if real in seen_dirs:
             dirs[:] = []
             continue
         seen_dirs.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
-        found.extend(Path(root, f) for f in files if not f.startswith(".") and _is_image_name(f))
+        found.extend(Path(root, f) for f in names if not f.startswith(".") and _is_image_name(f))
     return sorted(found)
 
 
@@ -231,7 +227,7 @@ def png_bytes(image: ImageLike) -> bytes:
 
 def save_png(image: ImageLike, path: Path) -> Path:
     path = Path(path)
-    write_atomic(path, png_bytes(image))
+    files.write_atomic(path, png_bytes(image))
     return path
 
 
@@ -249,73 +245,5 @@ def gif_bytes(frames: Sequence[Image.Image], fps: float) -> bytes:
 
 def save_gif(frames: Sequence[Image.Image], path: Path, fps: float) -> Path:
     path = Path(path)
-    write_atomic(path, gif_bytes(frames, fps))
+    files.write_atomic(path, gif_bytes(frames, fps))
     return path
-
-
-def temp_path(path: Path) -> Path:
-    """The unique hidden name next to `path` that an atomic write fills before renaming it to `path`.
-    It holds the writer's pid, so `remove_stale_temporaries` can tell a crashed writer's leftovers."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
-_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")
-
-
-def remove_stale_temporaries(folders: Sequence[Path]) -> int:
-    """Delete the temporary files that writers killed mid-write (kill -9, power loss) left in
-    `folders` (not recursive); files of a live writer are kept. Returns how many were removed."""
-    removed = 0
-    for folder in folders:
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:  # a folder that does not exist (yet) holds nothing stale
-            continue
-        for entry in entries:
-            found = _TEMP_NAME.match(entry.name)
-            if found and not _pid_alive(int(found.group(1))) and entry.is_file(follow_symlinks=False):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
-                    removed += 1
-    return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):  # another user's process, or not a real pid: keep
-        return True
-    return True
-
-
-def refuse_overwrite(paths: Sequence[Path], overwrite: bool) -> None:
-    """Before any work: outputs that would replace existing files are an error, unless `overwrite`."""
-    existing = [] if overwrite else [p for p in paths if os.path.lexists(p)]
-    if existing:
-        listed = ", ".join(display_path(p) for p in existing[:3])
-        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
-        raise MunitError(
-            f"{listed}{more} already exist{'s' if len(existing) == 1 else ''}; nothing was written",
-            hint="pass --overwrite to replace existing files, or choose another output",
-        )
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary name in the same folder and rename, so an interrupted run never leaves
-    a half-written file under the final name."""
-    path = Path(path)
-    # Created with open() (not mkstemp) so the file gets the usual umask permissions.
-    tmp = temp_path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):  # the folder itself may be what failed
-            tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise MunitError(f"could not write {display_path(path)}: {exc.strerror or exc}") from None
-        raise

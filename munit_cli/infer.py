@@ -20,11 +20,11 @@ import torch
 from PIL import Image
 from rich.markup import escape
 
-from munit_cli import checkpoint, images
+from munit_cli import checkpoint, files, images
 from munit_cli.console import err, progress
 from munit_cli.errors import MunitError, PartialFailure, UsageError
-from munit_cli.export import min_size, size_multiple
-from munit_cli.train import hash_seed, pick_device
+from munit_cli.models import min_size, size_multiple
+from munit_cli.runtime import hash_seed, pick_device
 
 MODEL_ENV = "MUNIT_MODEL"
 STDIN = "-"
@@ -68,7 +68,7 @@ def _model_file(path: Path, origin: str) -> Path:
             folder = path / checkpoint.CHECKPOINT_DIR
             raise MunitError(
                 f"{origin}: a folder, but no generator checkpoint in it "
-                f"(tried {images.display_path(folder)}/gen_*.safetensors)",
+                f"(tried {files.display_path(folder)}/gen_*.safetensors)",
                 hint="pass a training run folder (munit train --out ...) or a generator or bundle .safetensors file",
             )
         return found
@@ -234,7 +234,7 @@ def expand_inputs(specs: Sequence[str], stdin: BinaryIO | None = None) -> list[I
             if not found:
                 add(name, path.name or "folder", problem="no images found in this folder")
             for p in found:
-                add(images.display_path(p), p.relative_to(path).with_suffix("").as_posix(), path=p)
+                add(files.display_path(p), p.relative_to(path).with_suffix("").as_posix(), path=p)
         else:
             add(name, path.stem or "image", path=path)
 
@@ -248,9 +248,9 @@ def expand_inputs(specs: Sequence[str], stdin: BinaryIO | None = None) -> list[I
             if not matches:
                 add(spec, Path(spec).stem or "glob", problem="no files match this pattern")
             for match in matches:
-                add_path(Path(match), images.display_path(match))
+                add_path(Path(match), files.display_path(match))
         else:
-            add_path(Path(spec), images.display_path(spec))
+            add_path(Path(spec), files.display_path(spec))
     if not items:
         raise UsageError("no inputs given")
     return items
@@ -319,7 +319,7 @@ def save_style(path: Path, code: torch.Tensor, tr: Translator, domain: str, sour
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise MunitError(f"could not write {images.display_path(path)}: {exc.strerror or exc}") from None
+        raise MunitError(f"could not write {files.display_path(path)}: {exc.strerror or exc}") from None
     checkpoint.save_tensors(path, {"style": code.float().reshape(-1)}, style_metadata(tr, domain, source))
     return path
 
@@ -327,7 +327,7 @@ def save_style(path: Path, code: torch.Tensor, tr: Translator, domain: str, sour
 def load_style(path: Path, tr: Translator, domain: str) -> torch.Tensor:
     """The code of a style file made by this model for `domain`; anything else is a clear error."""
     tensors, meta = checkpoint.read_tensors(path, STYLE_KIND)
-    name = images.display_path(path)
+    name = files.display_path(path)
     if meta.get("format_version") != STYLE_FORMAT_VERSION:
         raise MunitError(f"{name}: unsupported style format version {meta.get('format_version')!r}")
     if meta.get("fingerprint") != tr.loaded.fingerprint:
@@ -564,12 +564,12 @@ def translate(
         planned += [p for item in items if not item.problem for p in folder_outputs(target, item.stem, chosen, grid)]
     if save_styles_to is not None:
         planned += style_paths(save_styles_to, chosen)
-    images.refuse_overwrite(planned, overwrite)
+    files.refuse_overwrite(planned, overwrite)
     if save_styles_to is not None:
         save_styles(save_styles_to, chosen, tr)
     codes = torch.stack([s.code for s in chosen])
     records = on_record or (lambda record: None)
-    sink_label = STDIN if kind == "stdout" else images.display_path(target)  # type: ignore[arg-type]
+    sink_label = STDIN if kind == "stdout" else files.display_path(target)  # type: ignore[arg-type]
 
     rows: list[list[Image.Image]] = []
     failed: list[str] = []
@@ -590,7 +590,7 @@ def translate(
         fmt = FILE_FORMATS.get(target.suffix.lower(), "png") if kind == "file" else "png"  # type: ignore[union-attr]
         data = images.encode_image(picture, fmt)
         if kind == "file":
-            images.write_atomic(target, data)  # type: ignore[arg-type]
+            files.write_atomic(target, data)  # type: ignore[arg-type]
         else:
             stdout.write(data)  # type: ignore[union-attr]
             stdout.flush()  # type: ignore[union-attr]
@@ -629,10 +629,10 @@ def encode_style_file(
     overwrite: bool = False,
 ) -> Path:
     """The style of `image` as seen by `domain`'s style encoder, saved as a style file."""
-    images.refuse_overwrite([Path(out)], overwrite)
+    files.refuse_overwrite([Path(out)], overwrite)
     tr = Translator.open(model, domain, device, size, use_ema)
     code = tr.encode_style(tr.open_image(Path(image)))
-    return save_style(out, code, tr, tr.target, images.display_path(image))
+    return save_style(out, code, tr, tr.target, files.display_path(image))
 
 
 def sample_style_file(
@@ -649,7 +649,7 @@ def sample_style_file(
     check_options(truncation)
     if index < 0:
         raise UsageError(f"--index must be 0 or more, got {index}")
-    images.refuse_overwrite([Path(out)], overwrite)
+    files.refuse_overwrite([Path(out)], overwrite)
     tr = Translator.open(model, domain, "cpu")
     code = sample_style(seed, index, tr.style_dim, truncation)
     return save_style(out, code, tr, tr.target, seed_label(seed, index))
@@ -704,12 +704,12 @@ def preview_inputs(model_path: Path, source: str) -> Path:
     run = run_folder(model_path)
     if run is None:
         raise UsageError(
-            f"{images.display_path(model_path)} is not inside a training run, so there are no preview inputs",
+            f"{files.display_path(model_path)} is not inside a training run, so there are no preview inputs",
             hint="give an INPUT image (or - for stdin)",
         )
     folder = run / "preview" / domain_letter(source)
     if not folder.is_dir() or not images.list_images(folder):
-        raise MunitError(f"no preview inputs in {images.display_path(folder)}", hint="give an INPUT image (or - for stdin)")
+        raise MunitError(f"no preview inputs in {files.display_path(folder)}", hint="give an INPUT image (or - for stdin)")
     return folder
 
 
@@ -750,7 +750,7 @@ def interpolate(
     items = expand_inputs([spec], stdin)
     out = Path(out)
     planned = [_frame_path(out, item.stem, t) for item in items if not item.problem for t in range(steps)]
-    images.refuse_overwrite(planned + [out / STRIP_NAME] + ([out / GIF_NAME] if gif else []), overwrite)
+    files.refuse_overwrite(planned + [out / STRIP_NAME] + ([out / GIF_NAME] if gif else []), overwrite)
 
     strips: list[list[Image.Image]] = []
     frame_paths: list[str] = []

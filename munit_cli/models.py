@@ -336,3 +336,15 @@ def build(cfg: ModelConfig) -> tuple[MUNIT, DiscriminatorPair]:
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def size_multiple(m: ModelConfig) -> int:
+    """Image sides must be multiples of this, so decoding restores the input size exactly."""
+    return 2**m.n_downsample
+
+
+def min_size(m: ModelConfig) -> int:
+    """The smallest side every graph accepts: reflection padding needs at least 2 pixels before the
+    content encoder's residual blocks and before the style encoder's last downsampling."""
+    smallest = max(2 ** (m.n_downsample + 1), 2**m.style_n_downsample)
+    return -(-smallest // size_multiple(m)) * size_multiple(m)

@@ -45,16 +45,14 @@ from munit_cli.images import (
     IMAGE_EXTENSIONS,
     ImageError,
     center_crop,
-    display_path,
     encode_image,
     list_images,
     open_image,
     read_bytes,
-    remove_stale_temporaries,
     resize_shorter,
     to_tensor,
-    write_atomic,
 )
+from munit_cli.files import display_path, remove_stale_temporaries, write_atomic
 
 FORMAT = "munit-prepare"
 VERSION = 1

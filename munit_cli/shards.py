@@ -27,7 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from munit_cli.errors import MunitError
-from munit_cli.images import write_atomic
+from munit_cli.files import write_atomic
 
 FORMAT = "munit-packed"
 VERSION = 1

@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from munit_cli.errors import UsageError
-from munit_cli.images import png_bytes, write_atomic
+from munit_cli.files import write_atomic
+from munit_cli.images import png_bytes
 
 SHAPES = ("circle", "ellipse", "rectangle", "triangle", "star", "polygon")
 FILLS = ("solid", "stripes", "checker", "dots", "gradient")

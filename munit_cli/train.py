@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import signal
 import time
 import uuid
@@ -21,10 +20,11 @@ from typing import Any, Iterator
 import torch
 from rich.markup import escape
 
-from munit_cli import checkpoint, data, dist, images, losses, models
+from munit_cli import checkpoint, data, dist, files, images, losses, models
 from munit_cli.config import Config
+from munit_cli.runtime import hash_seed, pick_device
 from munit_cli.console import err, is_tty, progress
-from munit_cli.errors import Interrupted, MunitError, UsageError
+from munit_cli.errors import Interrupted, MunitError
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
@@ -40,18 +40,6 @@ class RunInfo:
 
 # ---------------------------------------------------------------------------------------------
 # Small pieces
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown device {name!r}", hint="use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {name!r} asked for, but no CUDA GPU is available", hint="use --device cpu")
-    return device
 
 
 def learning_rate(cfg: Config, step: int) -> float:
@@ -76,10 +64,6 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     g = torch.Generator(device="cpu")
     g.manual_seed(hash_seed(seed, step))
     return g
-
-
-def hash_seed(*parts: Any) -> int:
-    return random.Random(":".join(map(str, parts))).getrandbits(63)
 
 
 def sample_styles(g: torch.Generator, n: int, style_dim: int, shard: data.Shard, device) -> torch.Tensor:
@@ -191,18 +175,18 @@ def prepare_run_dir(out: Path, cfg: Config, names: tuple[str, str], resume: str 
             if entry.name != LOCK_FILE:
                 shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     # what a trainer killed mid-write (kill -9, power loss) left behind
-    images.remove_stale_temporaries(
+    files.remove_stale_temporaries(
         [out, out / checkpoint.CHECKPOINT_DIR, out / "samples", *(out / "preview").glob("*")]
     )
     # the recipe first: a run killed right after this resumes with it, even when no flags are given again
-    checkpoint.atomic_write_bytes(out / "config.toml", cfg.to_toml().encode())
+    files.write_atomic(out / "config.toml", cfg.to_toml().encode(), durable=True)
     run_file = out / RUN_FILE
     if run_file.is_file():
         stored = json.loads(run_file.read_text())
         info = RunInfo(tuple(stored["names"]), stored["run_id"])
     else:
         info = RunInfo(names)
-        checkpoint.atomic_write_bytes(run_file, json.dumps({"names": list(names), "run_id": info.run_id}).encode())
+        files.write_atomic(run_file, json.dumps({"names": list(names), "run_id": info.run_id}).encode(), durable=True)
     return info
 
 
@@ -251,7 +235,7 @@ def truncate_metrics(path: Path, step: int) -> None:
             continue
         if isinstance(record, dict) and record.get("step", 0) <= step:
             kept.append(line)
-    checkpoint.atomic_write_bytes(path, ("\n".join(kept) + "\n" if kept else "").encode())
+    files.write_atomic(path, ("\n".join(kept) + "\n" if kept else "").encode(), durable=True)
 
 
 def save_previews(out: Path, preview_a: torch.Tensor, preview_b: torch.Tensor, names: tuple[str, str]) -> None:

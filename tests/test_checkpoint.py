@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from munit_cli import checkpoint, models
+from munit_cli import checkpoint, files, models
 from munit_cli.errors import MunitError
 
 
@@ -200,34 +200,35 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path, trained):
     cfg, gen, dis, opt_gen, opt_dis = trained
     checkpoint.save_generator(tmp_path / "gen.safetensors", gen, cfg, ("a", "b"), 1, "0" * 16)
     checkpoint.save_state(tmp_path / "state.safetensors", dis, opt_gen, opt_dis, cfg, ("a", "b"), 1, {})
-    checkpoint.atomic_write_bytes(tmp_path / "x.bin", b"one")
-    checkpoint.atomic_write_bytes(tmp_path / "x.bin", b"two")
+    files.write_atomic(tmp_path / "x.bin", b"one", durable=True)
+    files.write_atomic(tmp_path / "x.bin", b"two", durable=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gen.safetensors", "state.safetensors", "x.bin"]
     assert (tmp_path / "x.bin").read_bytes() == b"two"
 
 
 def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     target = tmp_path / "gen.safetensors"
-    checkpoint.atomic_write_bytes(target, b"old content")
+    files.write_atomic(target, b"old content", durable=True)
 
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(MunitError) as info:
-        checkpoint.atomic_write_bytes(target, b"new content")
+        files.write_atomic(target, b"new content", durable=True)
     assert str(target) in str(info.value) and "No space left" in str(info.value)
     monkeypatch.undo()
     assert target.read_bytes() == b"old content"
     assert [p.name for p in tmp_path.iterdir()] == ["gen.safetensors"]
 
 
-def test_write_into_missing_folder_is_a_clear_error(tmp_path):
-    target = tmp_path / "missing" / "gen.safetensors"
+def test_write_under_a_regular_file_is_a_clear_error(tmp_path):
+    (tmp_path / "afile").write_bytes(b"x")
+    target = tmp_path / "afile" / "gen.safetensors"
     with pytest.raises(MunitError) as info:
-        checkpoint.atomic_write_bytes(target, b"data")
+        files.write_atomic(target, b"data", durable=True)
     assert str(target) in str(info.value)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"]
 
 
 # ---------------------------------------------------------------------------------------------

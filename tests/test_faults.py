@@ -46,7 +46,7 @@ TRAIN = [
     "--set", "model.dis_num_scales=2", "--size", "32", "--batch-size", "1", "--device", "cpu", "--iters", str(ITERS),
     "--set", "train.checkpoint_every=2", "--set", "train.log_every=2", "--set", "train.sample_every=6",
 ]  # fmt: skip
-TEMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")  # images.temp_path
+TEMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")  # files.temp_path
 CKPT = re.compile(r"^(gen|state)_(\d{8})\.safetensors$")
 KINDS = {"gen": checkpoint.GENERATOR_KIND, "state": checkpoint.STATE_KIND}
 

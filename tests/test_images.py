@@ -19,7 +19,7 @@ from crafted import (
 )
 from PIL import Image
 
-from munit_cli import images
+from munit_cli import files, images
 from munit_cli.errors import MunitError
 from munit_cli.images import ImageError, open_image
 
@@ -173,6 +173,6 @@ def test_encode_jpg_quality():
 
 def test_display_path_survives_undecodable_names(tmp_path):
     raw = os.path.join(os.fsencode(tmp_path), b"caf\xe9.png")
-    shown = images.display_path(os.fsdecode(raw))
+    shown = files.display_path(os.fsdecode(raw))
     assert shown.endswith("caf\ufffd.png")
     shown.encode("utf-8")  # printable: no lone surrogates left
