@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
@@ -81,22 +80,30 @@ def fail(exc: MunitError) -> None:
 
 
 def emit_json(record: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(record) + "\n")
-    sys.stdout.flush()
+    """One JSON line on stdout; a closed or full stdout is a MunitError (one line, exit 1)."""
+    from munit_cli.inputs import write_stdout
+
+    write_stdout((json.dumps(record) + "\n").encode())
 
 
 def config_from_flags(
-    preset: str | None, config_file: Path | None, sets: list[str] | None, **flags: Any
-) -> "Any":
-    """defaults < preset < config file < --set < dedicated flags (those not None)."""
-    from munit_cli import config
+    preset: str | None,
+    config_file: Path | None,
+    sets: list[str] | None,
+    flags: dict[str, dict[str, Any]],
+    out: Path,
+    resume: str | None,
+) -> Any:
+    """defaults < preset (resuming: the run's config.toml) < config file < --set < dedicated flags
+    (those given: {section: {key: value or None}})."""
+    from munit_cli import config, train
 
     overrides = config.parse_set(sets or [])
-    for dotted, value in flags.items():
-        if value is not None:
-            section, key = dotted.split("__")
-            overrides.setdefault(section, {})[key] = value
-    return config.resolve(preset, config_file, overrides)
+    for section, values in flags.items():
+        for key, value in values.items():
+            if value is not None:
+                overrides.setdefault(section, {})[key] = value
+    return train.resolve_config(out, resume, preset, config_file, overrides)
 
 
 def parse_names(names: str | None) -> tuple[str, str] | None:
@@ -145,24 +152,17 @@ def train(
     """Train MUNIT on two unpaired image folders.  [dim]munit train ./A ./B --out runs/x[/dim]"""
     from munit_cli import train as train_mod
 
-    if resume and preset is None and config_file is None and (out / "config.toml").is_file():
-        config_file = out / "config.toml"  # continue with the run's own recipe unless told otherwise
     flags = {
-        "train__iters": iters,
-        "train__batch_size": batch_size,
-        "train__seed": seed,
-        "train__device": device,
-        "train__precision": precision,
-        "data__crop_size": size,
-        "data__load_size": size,
+        "train": {"iters": iters, "batch_size": batch_size, "seed": seed, "device": device, "precision": precision},
+        "data": {"crop_size": size, "load_size": size},
     }
-    cfg = config_from_flags(preset, config_file, sets, **flags)
+    cfg = config_from_flags(preset, config_file, sets, flags, out, resume)
     if gpus > 1:
         _launch_workers(gpus, cfg, data, out, names, resume, overwrite, json_out)
         return
-    summary = train_mod.run(cfg, data, out, names=parse_names(names), resume=resume, overwrite=overwrite)
-    if summary["rank"] == 0:
-        _print_summary(summary, json_out)
+    result = train_mod.run(cfg, data, out, names=parse_names(names), resume=resume, overwrite=overwrite)
+    if result is not None:  # the other ranks of a distributed run leave the summary to rank 0
+        _print_summary(result, json_out)
 
 
 def _launch_workers(gpus, cfg, data, out, names, resume, overwrite, json_out) -> None:
@@ -182,15 +182,16 @@ def _launch_workers(gpus, cfg, data, out, names, resume, overwrite, json_out) ->
         dist.launch(gpus, args, cpu=cfg.train.device == "cpu")
 
 
-def _print_summary(summary: dict[str, Any], json_out: bool) -> None:
+def _print_summary(result: Any, json_out: bool) -> None:
     from munit_cli.console import err
+    from munit_cli.files import display_path
 
     if json_out:
-        emit_json(summary)
+        emit_json(result.to_json())
         return
-    err.print(f"done: step {summary['step']} in {summary['seconds']} s")
-    err.print(f"  generator: {summary['generator']}")
-    err.print(f"  samples:   {summary['samples']}")
+    err.print(f"done: step {result.step} in {result.seconds} s")
+    err.print(f"  generator: {display_path(result.generator)}")
+    err.print(f"  samples:   {display_path(result.samples)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,28 +237,24 @@ def prepare(
         synthetic_count=synthetic_count, seed=seed,
     )  # fmt: skip
     if json_out:
-        emit_json(_jsonable(summary))
+        emit_json(summary.to_json())
     else:
         _print_prepare_table(summary)
 
 
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
-def _print_prepare_table(summary: dict[str, Any]) -> None:
+def _print_prepare_table(summary: "Any") -> None:
     from rich.table import Table
 
     from munit_cli.console import err
 
-    table = Table(title=f"prepared {summary['out']}")
+    table = Table(title=f"prepared {summary.to_json()['out']}")
     for column in ("domain", "found", "train", "test", "skipped"):
         table.add_column(column, justify="left" if column in ("domain", "skipped") else "right")
-    for domain, row in summary["domains"].items():
-        skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(row.get("skipped", {}).items())) or "-"
-        table.add_row(domain, str(row.get("found", "")), str(row.get("train", "")), str(row.get("test", "")), skipped)
+    for domain, row in summary.domains.items():
+        skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(row.skipped.items())) or "-"
+        table.add_row(domain, str(row.found), str(row.train), str(row.test), skipped)
     err.print(table)
-    err.print(f"decoded {summary.get('decoded', 0)}, reused {summary.get('reused', 0)}; manifest: {summary.get('manifest')}")
+    err.print(f"decoded {summary.decoded}, reused {summary.reused}; manifest: {summary.to_json()['manifest']}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,7 +267,7 @@ def demo(
     out: Path = typer.Option(Path("munit-demo"), "--out", "-o", help="Folder for the demo data, run and results."),
     iters: Optional[int] = typer.Option(None, help="Training iterations (default: the tiny preset's)."),
     seed: int = typer.Option(0, help="Seed for the data and the training."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing demo folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace what an earlier demo wrote in --out (only a folder munit demo made)."),
     json_out: bool = typer.Option(False, "--json", help="Print the result paths as JSON on stdout."),
 ) -> None:
     """Make synthetic data, train the tiny preset and show results.  [dim]munit demo[/dim]"""
@@ -278,12 +275,12 @@ def demo(
 
     result = demo_mod.run(out, iters=iters, seed=seed, overwrite=overwrite)
     if json_out:
-        emit_json(result)
+        emit_json(result.to_json())
     else:
         from munit_cli.console import err
 
         err.print("[bold green]demo finished[/]", markup=True)
-        for key, value in result.items():
+        for key, value in result.to_json().items():
             err.print(f"  {key}: {value}")
 
 
@@ -317,7 +314,7 @@ def translate(
     to: str = ToOpt,
     model: Optional[str] = ModelOpt,
     styles: Optional[List[str]] = typer.Option(None, "--style", "-s", help="A style to use (repeatable): seed:N, a style file or a reference image.", metavar="STYLE"),
-    num_styles: Optional[int] = typer.Option(None, "--num-styles", "-n", help="Sample this many random styles (seed:SEED, seed:SEED:1, ...)."),
+    num_styles: Optional[int] = typer.Option(None, "--num-styles", "-n", help="Sample this many random styles (seed:SEED, seed:SEED:1, ...), at most 1000."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled styles; a style depends only on (seed, its index)."),
     truncation: float = TruncationOpt,
     size: Optional[int] = SizeOpt,
@@ -333,7 +330,7 @@ def translate(
     """Translate images to the other domain.  [dim]munit translate in.jpg --to B --model runs/x[/dim]"""
     from munit_cli import infer
 
-    summary = infer.translate(
+    summary = infer.translate_files(
         inputs,
         model=model,
         to=to,
@@ -348,7 +345,7 @@ def translate(
         batch_size=batch_size,
         device=device,
         use_ema=ema,
-        on_record=emit_json if json_out else None,
+        on_record=(lambda record: emit_json(record.to_json())) if json_out else None,
         overwrite=overwrite,
     )
     if summary.out != infer.STDIN and not json_out:
@@ -369,13 +366,14 @@ StyleOutOpt = typer.Option(..., "--out", "-o", help="The style file to write (.s
 StyleDomainOpt = typer.Option("B", "--domain", "-d", help="The domain the style is for: its name or letter (A, B).")
 
 
-def _print_path(path: Path, json_out: bool) -> None:
+def _print_style_file(result: Any, json_out: bool) -> None:
     if json_out:
-        emit_json({"path": str(path)})
+        emit_json(result.to_json())
     else:
         from munit_cli.console import err
+        from munit_cli.files import display_path
 
-        err.print(f"wrote {path}", highlight=False)
+        err.print(f"wrote {display_path(result.path)} (a style for {result.domain})", highlight=False)
 
 
 @style_app.command(
@@ -399,10 +397,10 @@ def style_encode(
     """Save the style of a reference image.  [dim]munit style encode ref.jpg --domain B -o s.safetensors[/dim]"""
     from munit_cli import infer
 
-    path = infer.encode_style_file(
+    result = infer.encode_style_file(
         image, model=model, domain=domain, out=out, size=size, device=device, use_ema=ema, overwrite=overwrite
     )
-    _print_path(path, json_out)
+    _print_style_file(result, json_out)
 
 
 @style_app.command(
@@ -425,10 +423,10 @@ def style_sample(
     """Save a random style from N(0, I).  [dim]munit style sample --seed 7 -o s.safetensors[/dim]"""
     from munit_cli import infer
 
-    path = infer.sample_style_file(
+    result = infer.sample_style_file(
         model=model, domain=domain, out=out, seed=seed, index=index, truncation=truncation, overwrite=overwrite
     )
-    _print_path(path, json_out)
+    _print_style_file(result, json_out)
 
 
 @app.command(
@@ -445,10 +443,10 @@ def interpolate(
     to: str = ToOpt,
     style_a: str = typer.Option("seed:0", "--style-a", help="The first frame's style.", metavar="S1"),
     style_b: str = typer.Option("seed:1", "--style-b", help="The last frame's style.", metavar="S2"),
-    steps: int = typer.Option(8, "--steps", "-k", help="Frames, both ends included."),
+    steps: int = typer.Option(8, "--steps", "-k", help="Frames, both ends included (2 to 10000)."),
     mode: str = typer.Option("linear", "--mode", help="linear or slerp (spherical)."),
     gif: bool = typer.Option(False, "--gif", help="Also write an animated GIF."),
-    fps: float = typer.Option(8.0, "--fps", help="GIF frames per second."),
+    fps: float = typer.Option(8.0, "--fps", help="GIF frames per second (0.01 to 100)."),
     out: Path = typer.Option(Path("interpolation"), "--out", "-o", help="Output folder."),
     model: Optional[str] = ModelOpt,
     size: Optional[int] = SizeOpt,
@@ -481,7 +479,7 @@ def interpolate(
         overwrite=overwrite,
     )
     if json_out:
-        emit_json(summary.to_dict())
+        emit_json(summary.to_json())
     else:
         from munit_cli.console import err
 
@@ -518,21 +516,21 @@ def export(
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Export a model as a safetensors bundle and ONNX graphs.  [dim]munit export runs/x --out export/[/dim]"""
-    from munit_cli import export as export_mod, infer
+    from munit_cli import export as export_mod
     from munit_cli.console import err
 
-    summary = export_mod.run(infer.resolve_model_path(model), out, fmt, dtype, use_ema=ema, overwrite=overwrite)
+    result = export_mod.run(model, out, fmt, dtype, use_ema=ema, overwrite=overwrite)
     if json_out:
-        emit_json(summary)
+        emit_json(result.to_json())
         return
-    err.print(f"exported {summary['model']} ({summary['weights']} weights, step {summary['step']})")
-    if "bundle" in summary:
-        bundle = summary["bundle"]
-        err.print(f"  bundle: {bundle['path']} ({bundle['dtype']}, {bundle['bytes'] / 1e6:.1f} MB)")
-    if "onnx" in summary:
-        onnx_info = summary["onnx"]
-        err.print(f"  onnx:   {', '.join(Path(f).name for f in onnx_info['files'])} + {Path(onnx_info['sidecar']).name}")
-        err.print(f"  verified against PyTorch with onnxruntime: max abs difference {onnx_info['max_abs_diff']:.2e}")
+    err.print(f"exported {result.model} ({result.weights} weights, step {result.step})")
+    if result.bundle is not None:
+        bundle = result.bundle
+        err.print(f"  bundle: {bundle.path} ({bundle.dtype}, {bundle.bytes / 1e6:.1f} MB)")
+    if result.onnx is not None:
+        onnx_info = result.onnx
+        err.print(f"  onnx:   {', '.join(Path(f).name for f in onnx_info.files)} + {Path(onnx_info.sidecar).name}")
+        err.print(f"  verified against PyTorch with onnxruntime: max abs difference {onnx_info.max_abs_diff:.2e}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -552,7 +550,7 @@ def evaluate(
     model: Optional[str] = ModelOpt,
     test_a: Path = typer.Option(..., "--test-a", help="Test images of domain A."),
     test_b: Path = typer.Option(..., "--test-b", help="Test images of domain B (same file names as --test-a: paired metrics too)."),
-    num_styles: int = typer.Option(10, "--num-styles", "-n", help="Random styles per input (diversity; the first also feeds KID/FID)."),
+    num_styles: int = typer.Option(10, "--num-styles", "-n", help="Random styles per input, 1 to 1000 (diversity; the first also feeds KID/FID)."),
     seed: int = typer.Option(0, help="Seed of the random styles and KID subsets."),
     ema: bool = EmaOpt,
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="AlexNet LPIPS weights (.safetensors) for LPIPS diversity."),
@@ -577,7 +575,33 @@ def evaluate(
     )
     err.print(evaluate_mod.table(result))
     if json_out:
-        emit_json(result)
+        emit_json(result.to_json())
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  munit report\n\n"
+    "  munit report runs/shoes --json\n\n"
+    "Training rewrites the report at every sample interval: reload the page to see the run's state.",
+)
+@report_errors
+def report(
+    run: Optional[Path] = typer.Argument(None, help="Run folder. Default: the run under ./runs that changed last."),
+    json_out: bool = typer.Option(False, "--json", help='Print {"report": PATH} on stdout.'),
+) -> None:
+    """Write RUN/report.html: loss curves, sample grids, scores, dataset and config.  [dim]munit report runs/x[/dim]"""
+    from munit_cli import report as report_mod
+    from munit_cli.files import display_path
+
+    result = report_mod.run(run)
+    if json_out:
+        emit_json(result.to_json())
+    else:
+        typer.echo(display_path(result.report))
 
 
 def main() -> None:

@@ -1,0 +1,601 @@
+"""`munit report`: one self-contained HTML page that shows how a training run goes.
+
+`write_report(run_dir)` writes `RUN/report.html` from what the run folder holds; it replaces the
+file atomically, so a browser refreshed while training rewrites it never sees half a page.
+
+What it reads (every file is optional; a missing or damaged one leaves its section saying so):
+
+  run.json               {"names": [A, B], ...}: the domain names
+  config.toml            the resolved config, shown as is; `train.iters` gives the progress
+  dataset.json           {"domains": [{"name", "source", "images"}, ...]}, see `save_dataset_summary`
+  metrics.jsonl          one JSON object per log interval: "step", "lr", "time" and one key per loss
+                         term (dis_total, gen_total, recon_x_a, ...); null marks a non-finite value;
+                         a line that does not parse is skipped
+  samples/step_*.png     the sample grids (at most MAX_GRIDS of them shown: the first, the newest
+                         and evenly spaced ones between)
+  checkpoints/gen_*.safetensors   the newest generator's step
+  evaluations/*.json     scores that `munit evaluate --save` stored in the run: each file one JSON
+                         object exactly as `munit evaluate --json` prints it ("model", "step",
+                         "weights", "names", "num_styles", "seed", "image_size", and "directions":
+                         {"a_to_b": {"kid_mean": ..., "fid": ..., "paired": {...}}, "b_to_a": ...})
+
+Nothing comes from a network. The loss plot is SVG drawn here, one `<path data-term=NAME>` per loss
+term. Its log-scale and smoothing toggles swap in geometry computed here too (the small inline
+script holds no maths), so the page reads the same without scripts. Sample grids are inlined as data
+URIs, large ones as JPEG thumbnails that link to the full PNG beside the report.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import io
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from munit_cli.config import tomllib
+from munit_cli.errors import MunitError
+from munit_cli.files import display_path, write_atomic
+from munit_cli.results import Result
+
+REPORT_FILE = "report.html"
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.jsonl"
+DATASET_FILE = "dataset.json"
+EVALUATIONS_DIR = "evaluations"
+RUNS_ROOT = Path("runs")
+NOT_LOSSES = ("step", "lr", "time")
+MAX_GRIDS = 12
+MAX_POINTS = 500  # per curve: more than the plot has pixels for; longer logs are averaged in buckets
+INLINE_BYTES = 300_000  # larger sample grids are inlined as JPEG thumbnails
+THUMBNAIL_BOX = (768, 1536)
+SMOOTHING = 0.8  # weight of the debiased exponential moving average behind the smoothing toggle
+SAMPLE_NAME = re.compile(r"^step_(\d+)\.png$")
+# Tableau's ten colours, then the same with dashes: distinct on white for up to twenty terms
+COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
+
+
+@dataclass
+class ReportResult(Result):
+    report: Path
+
+
+def run(run_dir: Path | None) -> ReportResult:
+    """`munit report [RUN]`: the report of RUN, or of the newest run under ./runs."""
+    return ReportResult(write_report(find_run(run_dir)))
+
+
+def find_run(run_dir: Path | None, root: Path = RUNS_ROOT) -> Path:
+    if run_dir is None:
+        return latest_run(root)
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_FILE).is_file():
+        raise MunitError(
+            f"{display_path(run_dir)} is not a run folder (no {RUN_FILE} in it)",
+            hint="pass the folder that munit train wrote into",
+        )
+    return run_dir
+
+
+def latest_run(root: Path = RUNS_ROOT) -> Path:
+    """The run folder under `root` that training changed last. Judged by what training writes (the
+    log is appended to at every log interval), not by the folder's own time, which writing a
+    report changes too."""
+
+    def changed(folder: Path) -> float:
+        written = (RUN_FILE, METRICS_FILE, "checkpoints", "samples")
+        return max(p.stat().st_mtime for p in (folder / name for name in written) if p.exists())
+
+    runs = [p for p in root.glob("*") if (p / RUN_FILE).is_file()] if root.is_dir() else []
+    if not runs:
+        raise MunitError(
+            f"no run folder under {display_path(root)}",
+            hint="pass the run folder: munit report RUN",
+        )
+    return max(runs, key=changed)
+
+
+def save_dataset_summary(run_dir: Path, domains: Sequence[tuple[str, str, int]]) -> None:
+    """Record (name, source, image count) per domain for the report's dataset summary."""
+    record = {"domains": [{"name": n, "source": s, "images": c} for n, s, c in domains]}
+    write_atomic(Path(run_dir) / DATASET_FILE, json.dumps(record, indent=1).encode())
+
+
+def write_report(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    path = run_dir / REPORT_FILE
+    write_atomic(path, render(run_dir).encode("utf-8"))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the run folder
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's content, or None when it is missing or damaged."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The log's records in step order (the last one of a step wins); damaged lines are skipped."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    by_step: dict[int, dict[str, Any]] = {}
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and type(record.get("step")) is int:
+            by_step[record["step"]] = record
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def number(value: Any) -> float | None:
+    """A finite float, or None for null, NaN, Inf and anything that is not a number."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def loss_series(records: list[dict[str, Any]]) -> dict[str, list[tuple[int, float | None]]]:
+    """Per loss term (in order of first appearance), its (step, value) points."""
+    terms: dict[str, list[tuple[int, float | None]]] = {}
+    for record in records:
+        for key, value in record.items():
+            if key not in NOT_LOSSES and (value is None or isinstance(value, (int, float))):
+                terms.setdefault(key, []).append((record["step"], number(value)))
+    return terms
+
+
+def read_config(run_dir: Path) -> tuple[str | None, dict[str, Any]]:
+    try:
+        text = (run_dir / "config.toml").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None, {}
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return text, {}
+
+
+def sample_grids(run_dir: Path) -> list[tuple[int, Path]]:
+    folder = run_dir / "samples"
+    found = [(int(m.group(1)), p) for p in folder.glob("step_*.png") if (m := SAMPLE_NAME.match(p.name))]
+    return sorted(found)
+
+
+def spread(count: int, most: int) -> list[int]:
+    """Up to `most` indices of `count` items, evenly spaced, first and last included."""
+    if count <= most:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / (most - 1)) for i in range(most)})
+
+
+def newest_checkpoint(run_dir: Path) -> int | None:
+    from munit_cli import checkpoint
+
+    steps = checkpoint.list_steps(run_dir, "gen")
+    return steps[-1] if steps else None
+
+
+# ---------------------------------------------------------------------------------------------
+# The loss plot
+
+
+WIDTH, HEIGHT = 960, 400
+LEFT, RIGHT, TOP, BOTTOM = 64, 20, 16, 40
+
+
+def nice_step(span: float, count: int = 6) -> float:
+    raw = span / count
+    power = 10 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+
+
+def linear_ticks(lo: float, hi: float) -> list[float]:
+    step = nice_step(hi - lo)
+    first = math.ceil(lo / step - 1e-9)
+    return [k * step for k in range(first, math.floor(hi / step + 1e-9) + 1)]
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Ticks in log10 space: the powers of ten, and 2x and 5x when fewer than three powers fit."""
+    ticks = [float(k) for k in range(math.ceil(lo), math.floor(hi) + 1)]
+    if len(ticks) < 3:
+        ticks = sorted(
+            t for k in range(math.floor(lo), math.ceil(hi) + 1) for m in (1, 2, 5)
+            if lo <= (t := k + math.log10(m)) <= hi
+        )  # fmt: skip
+    return ticks
+
+
+def short_number(value: float) -> str:
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def smoothed(values: list[float | None]) -> list[float | None]:
+    """TensorBoard's smoothing: a debiased exponential moving average; gaps stay gaps."""
+    out: list[float | None] = []
+    mean, weight = 0.0, 0.0
+    for v in values:
+        if v is not None:
+            mean = SMOOTHING * mean + (1 - SMOOTHING) * v
+            weight = SMOOTHING * weight + (1 - SMOOTHING)
+        out.append(None if v is None else mean / weight)
+    return out
+
+
+def bucketed(points: list[tuple[int, float | None]]) -> list[tuple[int, float | None]]:
+    """At most MAX_POINTS points: consecutive points averaged, each bucket at its last step."""
+    if len(points) <= MAX_POINTS:
+        return points
+    out = []
+    for i in range(MAX_POINTS):
+        bucket = points[i * len(points) // MAX_POINTS : (i + 1) * len(points) // MAX_POINTS]
+        finite = [v for _, v in bucket if v is not None]
+        out.append((bucket[-1][0], sum(finite) / len(finite) if finite else None))
+    return out
+
+
+def padded(lo: float, hi: float, fraction: float = 0.04) -> tuple[float, float]:
+    if hi - lo < 1e-12:
+        return lo - 1, hi + 1
+    pad = (hi - lo) * fraction
+    return lo - pad, hi + pad
+
+
+def path_data(points: Iterable[tuple[float, float | None]]) -> str:
+    """SVG path through the points; a None starts a new segment (a gap), and a lone point gets a
+    zero-length segment that the round line caps draw as a dot."""
+    segments: list[list[str]] = [[]]
+    for x, y in points:
+        if y is None:
+            segments.append([])
+        else:
+            segments[-1].append(f"{x:.1f} {y:.1f}")
+    return "".join("M" + "L".join(seg) + ("h0" if len(seg) == 1 else "") for seg in segments if seg)
+
+
+def variant(series: dict[str, list[tuple[int, float | None]]], x_of, log: bool, smooth: bool) -> dict[str, Any]:
+    """The y ticks (SVG markup) and one path per term for one setting of the two toggles."""
+    values: dict[str, list[float | None]] = {}
+    for term, points in series.items():
+        ys = [v for _, v in points]
+        if log:
+            ys = [math.log10(v) if v is not None and v > 0 else None for v in ys]
+        values[term] = smoothed(ys) if smooth else ys
+    finite = [v for ys in values.values() for v in ys if v is not None]
+    lo, hi = padded(min(finite), max(finite)) if finite else (0.0, 1.0)
+
+    def y_of(v: float) -> float:
+        return TOP + (hi - v) / (hi - lo) * (HEIGHT - TOP - BOTTOM)
+
+    ticks = log_ticks(lo, hi) if log else linear_ticks(lo, hi)
+    tick_svg = "".join(
+        f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y_of(t):.1f}" y2="{y_of(t):.1f}"/>'
+        f'<text class="tick" x="{LEFT - 6}" y="{y_of(t) + 4:.1f}" text-anchor="end">'
+        f"{escape(short_number(10**t if log else t))}</text>"
+        for t in ticks
+    )
+    paths = {
+        term: path_data((x_of(step), None if v is None else y_of(v)) for (step, _), v in zip(series[term], ys))
+        for term, ys in values.items()
+    }
+    return {"ticks": tick_svg, "paths": paths}
+
+
+def loss_plot(records: list[dict[str, Any]]) -> str:
+    series = {term: bucketed(points) for term, points in loss_series(records).items()}
+    if not series:
+        return '<p class="empty">No loss terms in metrics.jsonl.</p>'
+    steps = [step for points in series.values() for step, _ in points]
+    x_lo, x_hi = (min(steps), max(steps)) if min(steps) < max(steps) else padded(min(steps), max(steps))
+
+    def x_of(step: float) -> float:
+        return LEFT + (step - x_lo) / (x_hi - x_lo) * (WIDTH - LEFT - RIGHT)
+
+    positive = all(v is None or v > 0 for points in series.values() for _, v in points)
+    variants = {
+        f"{'log' if log else 'lin'}{'-smooth' if smooth else ''}": variant(series, x_of, log, smooth)
+        for log in (False, True)
+        for smooth in (False, True)
+    }
+    shown = variants["log" if positive else "lin"]
+    x_ticks = "".join(
+        f'<line class="grid" x1="{x_of(t):.1f}" x2="{x_of(t):.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM}"/>'
+        f'<text class="tick" x="{x_of(t):.1f}" y="{HEIGHT - BOTTOM + 18}" text-anchor="middle">{short_number(t)}</text>'
+        for t in linear_ticks(x_lo, x_hi)
+    )
+    curves, legend = [], []
+    for i, term in enumerate(series):
+        colour = COLOURS[i % len(COLOURS)]
+        dash = ' stroke-dasharray="6 3"' if i >= len(COLOURS) else ""
+        name = escape(term)
+        curves.append(
+            f'<path class="curve" data-term="{name}" d="{shown["paths"][term]}" stroke="{colour}"{dash}>'
+            f"<title>{name}</title></path>"
+        )
+        last = next((v for _, v in reversed(series[term]) if v is not None), None)
+        legend.append(
+            f'<button type="button" class="term" data-term="{name}" aria-pressed="true">'
+            f'<span class="swatch" style="background:{colour}"></span>{name}'
+            f'<span class="last">{"-" if last is None else f"{last:.4g}"}</span></button>'
+        )
+    data = json.dumps(variants).replace("<", "\\u003c")  # no '</script>' inside the script element
+    return f"""
+<div class="controls">
+  <label><input type="checkbox" id="log-scale"{" checked" if positive else ""}> log scale</label>
+  <label><input type="checkbox" id="smooth"> smoothing</label>
+</div>
+<svg id="loss-plot" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="loss curves by step">
+  <g id="x-ticks">{x_ticks}</g>
+  <g id="y-ticks">{shown["ticks"]}</g>
+  <rect class="frame" x="{LEFT}" y="{TOP}" width="{WIDTH - LEFT - RIGHT}" height="{HEIGHT - TOP - BOTTOM}"/>
+  <text class="axis-label" x="{(WIDTH + LEFT) / 2}" y="{HEIGHT - 4}" text-anchor="middle">step</text>
+  {"".join(curves)}
+</svg>
+<div class="legend">{"".join(legend)}</div>
+<script type="application/json" id="plot-data">{data}</script>
+<script>{PLOT_SCRIPT}</script>"""
+
+
+PLOT_SCRIPT = """
+(() => {
+  const variants = JSON.parse(document.getElementById('plot-data').textContent);
+  const log = document.getElementById('log-scale'), smooth = document.getElementById('smooth');
+  const curves = document.querySelectorAll('#loss-plot path[data-term]');
+  function draw() {
+    const shown = variants[(log.checked ? 'log' : 'lin') + (smooth.checked ? '-smooth' : '')];
+    document.getElementById('y-ticks').innerHTML = shown.ticks;
+    curves.forEach(c => c.setAttribute('d', shown.paths[c.dataset.term]));
+  }
+  log.addEventListener('change', draw);
+  smooth.addEventListener('change', draw);
+  document.querySelectorAll('button.term').forEach((button, i) => button.addEventListener('click', () => {
+    const on = button.getAttribute('aria-pressed') !== 'true';
+    button.setAttribute('aria-pressed', String(on));
+    curves[i].classList.toggle('hidden', !on);
+  }));
+})();
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# The other sections
+
+
+def image_uri(path: Path) -> str | None:
+    """A data URI of the image: the PNG itself when small, else a JPEG thumbnail; None if unreadable."""
+    from PIL import Image
+
+    try:
+        raw = path.read_bytes()
+        with Image.open(io.BytesIO(raw)) as img:
+            img.load()
+            if len(raw) <= INLINE_BYTES and img.format == "PNG":
+                return "data:image/png;base64," + base64.b64encode(raw).decode()
+            img = img.convert("RGB")
+            img.thumbnail(THUMBNAIL_BOX)
+            out = io.BytesIO()
+            img.save(out, "JPEG", quality=85)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+def samples_section(run_dir: Path) -> str:
+    grids = sample_grids(run_dir)
+    if not grids:
+        return '<p class="empty">No sample grids yet (written every train.sample_every steps).</p>'
+    chosen = [grids[i] for i in spread(len(grids), MAX_GRIDS)]
+    cards = []
+    for step, path in chosen:
+        uri = image_uri(path)
+        rel = escape(f"samples/{path.name}")
+        picture = (
+            f'<a href="{rel}"><img src="{uri}" alt="sample grid at step {step}"></a>'
+            if uri
+            else f'<p class="empty">{rel} could not be read</p>'
+        )
+        cards.append(f'<figure class="grid-card">{picture}<figcaption>step {step:,}</figcaption></figure>')
+    shown = f"{len(chosen)} of {len(grids)}, evenly spaced" if len(chosen) < len(grids) else f"all {len(grids)}"
+    return (
+        f'<p class="note">Sample grids in step order ({shown}; every grid is in samples/, click one for full size). '
+        "Each row: an input, its reconstruction, its translation with a fixed style and with a random style; "
+        "A&#8594;B rows first, then B&#8594;A.</p>"
+        f'<div class="grids">{"".join(cards)}</div>'
+    )
+
+
+def table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """An HTML table of already escaped cells."""
+    ths = "".join(f"<th>{h}</th>" for h in head)
+    trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{ths}</tr></thead><tbody>{trs}</tbody></table>"
+
+
+def dataset_section(run_dir: Path, names: tuple[str, str], cfg: dict[str, Any]) -> str:
+    recorded = read_json(run_dir / DATASET_FILE)
+    domains = recorded.get("domains") if isinstance(recorded, dict) else None
+    domains = [d for d in domains if isinstance(d, dict)] if isinstance(domains, list) else []
+    rows = []
+    for i, letter in enumerate("AB"):
+        info = domains[i] if i < len(domains) else {}
+        count = info.get("images")
+        previews = len(list((run_dir / "preview" / letter).glob("*.png")))
+        rows.append(
+            (letter, escape(str(info.get("name", names[i]))), "-" if count is None else escape(str(count)),
+             escape(str(info.get("source", "-"))), str(previews))
+        )  # fmt: skip
+    data = cfg.get("data", {}) if isinstance(cfg.get("data"), dict) else {}
+    size = f'crops of {escape(str(data["crop_size"]))} px' if "crop_size" in data else ""
+    note = "" if domains else f'<p class="note">No {DATASET_FILE} in the run: image counts unknown.</p>'
+    head = ("domain", "name", "training images", "source", "preview inputs")
+    return table(head, rows) + note + (f'<p class="note">Training on {size}.</p>' if size else "")
+
+
+def flat_scores(scores: dict[str, Any], prefix: str = "") -> dict[str, float | None]:
+    """{"kid_mean": 0.01, "paired": {"l1": 0.2}} -> {"kid_mean": 0.01, "paired l1": 0.2}."""
+    out: dict[str, float | None] = {}
+    for key, value in scores.items():
+        if isinstance(value, dict):
+            out.update(flat_scores(value, f"{prefix}{key} "))
+        elif value is None or isinstance(value, (int, float)):
+            out[f"{prefix}{key}"] = number(value)
+    return out
+
+
+def evaluations_section(run_dir: Path, names: tuple[str, str]) -> str:
+    files = sorted((run_dir / EVALUATIONS_DIR).glob("*.json"))
+    results = [(p, read_json(p)) for p in files]
+    good = [(p, r) for p, r in results if isinstance(r, dict) and isinstance(r.get("directions"), dict)]
+    bad = [p for p, r in results if (p, r) not in good]
+    if not files:
+        return (
+            f'<p class="empty">No saved scores: <code>munit evaluate --save</code> stores them in '
+            f"{EVALUATIONS_DIR}/ of the run.</p>"
+        )
+    parts = []
+    for path, result in sorted(good, key=lambda pr: (str(pr[1].get("step")), pr[0].name)):
+        directions = {k: flat_scores(v) for k, v in result["directions"].items() if isinstance(v, dict)}
+        metrics = list(dict.fromkeys(m for scores in directions.values() for m in scores))
+        heads = ["metric"] + [escape(k.replace("_to_", " \u2192 ").upper()) for k in directions]
+        rows = [
+            [escape(m)] + ["-" if s.get(m) is None else f"{s[m]:.4g}" for s in directions.values()] for m in metrics
+        ]
+        about = ", ".join(
+            escape(f"{label} {result[key]}")
+            for key, label in (("step", "step"), ("weights", "weights:"), ("num_styles", "styles:"),
+                               ("seed", "seed"), ("image_size", "px:"))
+            if key in result
+        )  # fmt: skip
+        parts.append(f"<h3>{escape(path.name)}</h3><p class=\"note\">{about}</p>{table(heads, rows)}")
+    parts += [f'<p class="empty">{escape(p.name)} could not be read.</p>' for p in bad]
+    return f'<p class="note">A = {escape(names[0])}, B = {escape(names[1])}.</p>' + "".join(parts)
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+
+
+def tiles(records: list[dict[str, Any]], cfg: dict[str, Any], run_dir: Path) -> str:
+    train = cfg.get("train", {}) if isinstance(cfg.get("train"), dict) else {}
+    iters = number(train.get("iters"))
+    last = records[-1] if records else {}
+    step = last.get("step")
+    progress = ""
+    if step is not None and iters:
+        progress = f'<progress max="{iters:.0f}" value="{min(step, iters):.0f}"></progress>'
+    lr, elapsed = number(last.get("lr")), number(last.get("time"))
+    checkpoint = newest_checkpoint(run_dir)
+    items = (
+        ("step", f"{step:,}" if step is not None else "none yet", f"of {iters:,.0f}" if iters else ""),
+        ("learning rate", f"{lr:.3g}" if lr is not None else "-", ""),
+        ("time", duration(elapsed) if elapsed is not None else "-", "since the trainer (re)started"),
+        ("newest checkpoint", f"step {checkpoint:,}" if checkpoint is not None else "none yet", ""),
+    )
+    cells = "".join(
+        f'<div class="tile"><div class="label">{label}</div><div class="value">{value}</div>'
+        f'<div class="sub">{sub}</div></div>'
+        for label, value, sub in items
+    )
+    return f'<div class="tiles">{cells}</div>{progress}'
+
+
+def render(run_dir: Path) -> str:
+    run_info = read_json(run_dir / RUN_FILE)
+    stored = run_info.get("names") if isinstance(run_info, dict) else None
+    names = (str(stored[0]), str(stored[1])) if isinstance(stored, list) and len(stored) == 2 else ("A", "B")
+    config_text, cfg = read_config(run_dir)
+    records = read_metrics(run_dir / METRICS_FILE)
+    title = f"{names[0]} \u2194 {names[1]}"
+    written = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    losses = (
+        loss_plot(records)
+        if records
+        else '<p class="empty" id="no-steps">No finished step yet: the loss curves appear after the first '
+        "log interval (train.log_every). Reload this page later; training rewrites it.</p>"
+    )
+    config_html = (
+        f"<pre>{escape(config_text)}</pre>" if config_text is not None else '<p class="empty">No config.toml.</p>'
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>munit report: {escape(title)}</title>
+<style>{STYLE}</style>
+</head>
+<body>
+<header>
+  <h1>{escape(title)}</h1>
+  <p class="note">Run folder <code>{escape(display_path(run_dir.resolve()))}</code>. Report written {written}.</p>
+  {tiles(records, cfg, run_dir)}
+</header>
+<section id="losses"><h2>Losses</h2>{losses}</section>
+<section id="samples"><h2>Samples</h2>{samples_section(run_dir)}</section>
+<section id="scores"><h2>Scores</h2>{evaluations_section(run_dir, names)}</section>
+<section id="dataset"><h2>Dataset</h2>{dataset_section(run_dir, names, cfg)}</section>
+<section id="config"><h2>Config</h2>{config_html}</section>
+</body>
+</html>
+"""
+
+
+STYLE = """
+:root { color-scheme: light; --ink: #1f2328; --muted: #656d76; --line: #d0d7de; --soft: #f6f8fa; }
+* { box-sizing: border-box; }
+body { margin: 0 auto; max-width: 1100px; padding: 24px 32px 48px; font: 15px/1.5 system-ui, sans-serif; color: var(--ink); }
+h1 { margin: 0 0 4px; font-size: 26px; }
+h2 { margin: 32px 0 12px; padding-bottom: 6px; border-bottom: 1px solid var(--line); font-size: 20px; }
+h3 { margin: 18px 0 4px; font-size: 16px; }
+code, pre { font: 13px/1.45 ui-monospace, monospace; }
+pre { background: var(--soft); border: 1px solid var(--line); border-radius: 6px; padding: 12px; overflow: auto; max-height: 420px; }
+.note { color: var(--muted); margin: 4px 0 10px; }
+.empty { color: var(--muted); font-style: italic; padding: 16px; background: var(--soft); border-radius: 6px; }
+.tiles { display: grid; grid-template-columns: repeat(4, 1fr); gap: 12px; margin: 16px 0 10px; }
+.tile { border: 1px solid var(--line); border-radius: 8px; padding: 10px 14px; }
+.tile .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
+.tile .value { font-size: 22px; font-weight: 600; }
+.tile .sub { color: var(--muted); font-size: 12px; min-height: 1.5em; }
+progress { width: 100%; height: 8px; }
+.controls { display: flex; gap: 20px; margin-bottom: 6px; }
+#loss-plot { width: 100%; height: auto; display: block; }
+#loss-plot .frame { fill: none; stroke: var(--line); }
+#loss-plot .grid { stroke: #eaeef2; }
+#loss-plot .tick, #loss-plot .axis-label { fill: var(--muted); font-size: 12px; }
+#loss-plot .curve { fill: none; stroke-width: 1.8; stroke-linejoin: round; stroke-linecap: round; }
+#loss-plot .curve.hidden { display: none; }
+.legend { display: flex; flex-wrap: wrap; gap: 6px 8px; margin-top: 8px; }
+.term { display: inline-flex; align-items: center; gap: 6px; border: 1px solid var(--line); border-radius: 14px;
+  background: #fff; padding: 2px 10px; font: inherit; font-size: 13px; cursor: pointer; }
+.term[aria-pressed="false"] { opacity: .45; }
+.term .swatch { width: 14px; height: 4px; border-radius: 2px; }
+.term .last { color: var(--muted); font-variant-numeric: tabular-nums; }
+.grids { display: grid; grid-template-columns: repeat(auto-fill, minmax(200px, 1fr)); gap: 14px; }
+.grid-card { margin: 0; border: 1px solid var(--line); border-radius: 8px; padding: 8px; background: var(--soft); }
+.grid-card img { width: 100%; height: auto; display: block; image-rendering: pixelated; background: #fff; }
+.grid-card figcaption { text-align: center; color: var(--muted); font-size: 13px; margin-top: 4px; }
+table { border-collapse: collapse; margin: 6px 0 10px; font-variant-numeric: tabular-nums; }
+th, td { border-bottom: 1px solid var(--line); padding: 5px 14px 5px 0; text-align: left; }
+th { color: var(--muted); font-weight: 600; font-size: 13px; }
+"""

@@ -1,0 +1,402 @@
+"""`munit report`: the HTML page of a run, read back as HTML and rendered by a real browser."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import os
+import select
+import shutil
+import subprocess
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw, ImageStat
+from typer.testing import CliRunner
+
+from munit_cli import config, report
+from munit_cli.cli import app
+
+TERMS = ("dis_total", "gen_total", "gen_adv_a", "recon_x_a", "recon_s_b", "recon_c_a")
+
+
+class Page(HTMLParser):
+    """The elements of a page (tag, attributes) and its text."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.elements: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+    def all(self, tag: str) -> list[dict[str, str | None]]:
+        return [attrs for t, attrs in self.elements if t == tag]
+
+    def plain(self) -> str:
+        return " ".join(" ".join(self.text).split())
+
+
+def grid_png(path: Path, shade: int, size: tuple[int, int] = (64, 128)) -> None:
+    img = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(img)
+    for row in range(0, size[1], 16):
+        draw.rectangle([2, row + 2, size[0] - 3, row + 13], fill=(shade, 255 - shade, row % 256))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+
+
+def write_run(run: Path, steps: range = range(10, 201, 10), grids: range = range(50, 201, 50)) -> Path:
+    """A run folder as training leaves it, plus what can go wrong: a null (non-finite) value, a
+    line cut short by a crash, and names that are HTML."""
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"names": ["<b>outlines", "filled & co"], "run_id": "0" * 32}))
+    (run / "config.toml").write_text(config.resolve("tiny").to_toml())
+    lines = []
+    for step in steps:
+        record = {"step": step, "lr": 1e-4, "time": step / 10}
+        record.update({term: (i + 1) * math.exp(-step / 100) + 0.01 for i, term in enumerate(TERMS)})
+        if step == 50:
+            record["gen_total"] = None
+        lines.append(json.dumps(record))
+    lines.append('{"step": 999, "dis_tot')
+    (run / "metrics.jsonl").write_text("\n".join(lines))
+    for step in grids:
+        grid_png(run / "samples" / f"step_{step:08d}.png", shade=step % 256)
+    for letter in "AB":
+        grid_png(run / "preview" / letter / "00.png", 10)
+    return run
+
+
+EVALUATION = {
+    "model": "runs/x/checkpoints/gen_00000200.safetensors",
+    "step": 200,
+    "weights": "ema",
+    "names": ["outlines", "filled"],
+    "num_styles": 10,
+    "seed": 0,
+    "image_size": 32,
+    "skipped": [],
+    "directions": {
+        "a_to_b": {"kid_mean": 0.0123, "kid_std": 0.001, "fid": 45.25, "diversity_l1": 0.25, "paired": None},
+        "b_to_a": {"kid_mean": 0.0456, "kid_std": 0.002, "fid": 51.5, "diversity_l1": 0.5,
+                   "paired": {"l1": 0.125, "psnr": 21.75, "ssim": 0.625}},
+    },
+}  # fmt: skip
+
+
+def test_report_of_a_run_holds_curves_grids_scores_and_config(tmp_path):
+    run = write_run(tmp_path / "run")
+    (run / "evaluations").mkdir()
+    (run / "evaluations" / "step_200.json").write_text(json.dumps(EVALUATION))
+    (run / "evaluations" / "broken.json").write_text("{")
+    report.save_dataset_summary(run, [("<b>outlines", "data/A", 400), ("filled & co", "data/B", 380)])
+
+    path = report.write_report(run)
+    assert path == run / "report.html"
+    text = path.read_text()
+    page = Page(text)
+
+    curves = [p for p in page.all("path") if "data-term" in p]
+    assert [p["data-term"] for p in curves] == list(TERMS)
+    assert all(p["d"].startswith("M") for p in curves)
+    # null at step 50: gen_total's curve has a gap (two segments); the others are one stroke
+    segments = {p["data-term"]: p["d"].count("M") for p in curves}
+    assert segments == {**{t: 1 for t in TERMS}, "gen_total": 2}
+    assert "step 200 of 2,500" in page.plain()  # the damaged last line is skipped
+
+    images = page.all("img")
+    assert [i["alt"] for i in images] == [f"sample grid at step {s}" for s in (50, 100, 150, 200)]
+    for img, step in zip(images, (50, 100, 150, 200)):
+        assert img["src"].startswith("data:image/png;base64,")
+        inlined = base64.b64decode(img["src"].split(",", 1)[1])
+        assert inlined == (run / "samples" / f"step_{step:08d}.png").read_bytes()
+
+    plain = page.plain()
+    assert "step 200" in plain and "45.25" in plain and "21.75" in plain and "0.625" in plain
+    assert "broken.json could not be read" in plain
+    assert "380" in plain and "data/B" in plain
+    assert 'preset = "tiny"' in plain  # the resolved config
+    # file content is escaped: the name is text, not a tag
+    assert "<b>outlines" not in text and "&lt;b&gt;outlines" in text
+    assert not any(t == "b" for t, _ in page.elements)
+    # self-contained: nothing loaded from elsewhere
+    sources = [a.get("src") or "" for _, a in page.elements] + [a.get("href") or "" for _, a in page.elements]
+    assert not any(s.startswith(("http:", "https:", "//")) for s in sources)
+    assert [a["href"] for a in page.all("a")] == [f"samples/step_{s:08d}.png" for s in (50, 100, 150, 200)]
+
+
+def test_a_run_without_a_finished_step_gets_a_page_saying_so(tmp_path):
+    run = tmp_path / "fresh"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"names": ["a", "b"]}))
+    (run / "metrics.jsonl").write_text("")
+    page = Page(report.write_report(run).read_text())
+    assert "No finished step yet" in page.plain()
+    assert "No sample grids yet" in page.plain()
+    assert page.all("path") == [] and page.all("img") == []
+    assert "none yet" in page.plain()
+
+
+def test_many_grids_are_spread_and_large_ones_thumbnailed(tmp_path):
+    run = write_run(tmp_path / "run", grids=range(100, 3001, 100))
+    big = run / "samples" / f"step_{3100:08d}.png"
+    noise = Image.effect_noise((1100, 1400), 80).convert("RGB")
+    noise.save(big)
+    assert big.stat().st_size > report.INLINE_BYTES
+    page = Page(report.write_report(run).read_text())
+    images = page.all("img")
+    steps = [int(i["alt"].rsplit(" ", 1)[1]) for i in images]
+    assert len(steps) == report.MAX_GRIDS and steps == sorted(steps)
+    assert steps[0] == 100 and steps[-1] == 3100  # the first and the newest
+    newest = images[-1]["src"]
+    assert newest.startswith("data:image/jpeg;base64,")
+    thumb = Image.open(io.BytesIO(base64.b64decode(newest.split(",", 1)[1])))
+    assert thumb.width <= report.THUMBNAIL_BOX[0] and thumb.height <= report.THUMBNAIL_BOX[1]
+    assert abs(thumb.width / thumb.height - 1100 / 1400) < 0.01
+
+
+def test_spread_and_buckets():
+    assert report.spread(5, 12) == [0, 1, 2, 3, 4]
+    picked = report.spread(100, 12)
+    assert len(picked) == 12 and picked[0] == 0 and picked[-1] == 99 and picked == sorted(picked)
+    points = [(s, float(s)) for s in range(1, 1201)]
+    bucketed = report.bucketed(points)
+    assert len(bucketed) == report.MAX_POINTS and bucketed[-1][0] == 1200
+    assert sum(v for _, v in bucketed) / len(bucketed) == pytest.approx(600.5, rel=1e-3)
+    assert report.bucketed(points[:10]) == points[:10]
+
+
+def test_path_gaps_and_lone_points():
+    assert report.path_data([(0, 1), (1, 2), (2, None), (3, 4)]) == "M0.0 1.0L1.0 2.0M3.0 4.0h0"
+    assert report.path_data([(0, None)]) == ""
+
+
+def test_smoothing_is_a_debiased_average():
+    out = report.smoothed([2.0, None, 2.0, 4.0])
+    assert out[0] == pytest.approx(2.0) and out[1] is None and out[2] == pytest.approx(2.0)
+    assert 2.0 < out[3] < 4.0
+
+
+def test_report_of_a_trained_run(tmp_path, tiny_cfg, image_folders, one_thread):
+    from munit_cli import train
+
+    run = tmp_path / "run"
+    train.run(tiny_cfg(), list(image_folders), run)
+    page = Page(report.write_report(run).read_text())
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    terms = [k for k in logged[0] if k not in ("step", "lr", "time")]
+    assert len(terms) >= 5
+    assert sorted(p["data-term"] for p in page.all("path")) == sorted(terms)
+    assert [i["alt"] for i in page.all("img")] == ["sample grid at step 3", "sample grid at step 6"]
+    assert "newest checkpoint step 6" in page.plain().lower()
+
+
+# ---------------------------------------------------------------------------------------------
+# munit report
+
+
+def test_cli_writes_the_report_of_the_newest_run(tmp_path, monkeypatch):
+    old = write_run(tmp_path / "runs" / "old")
+    new = write_run(tmp_path / "runs" / "new")
+    (tmp_path / "runs" / "not-a-run").mkdir()
+    for path in (old / "metrics.jsonl", old / "run.json", old / "samples"):
+        os.utime(path, (time.time() - 100, time.time() - 100))
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(app, ["report"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(Path("runs") / "new" / "report.html")
+    assert (new / "report.html").is_file() and not (old / "report.html").exists()
+
+    # training logs into the older folder: that run is the newest now (writing a report is not training)
+    os.utime(old / "metrics.jsonl", (time.time() + 100, time.time() + 100))
+    result = runner.invoke(app, ["report", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"report": str(Path("runs") / "old" / "report.html")}
+
+    result = runner.invoke(app, ["report", str(new), "--json"])
+    assert json.loads(result.stdout) == {"report": str(new / "report.html")}
+
+
+def test_cli_refuses_a_folder_that_is_not_a_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "is not a run folder" in result.stderr
+    result = runner.invoke(app, ["report"])
+    assert result.exit_code == 1
+    assert "no run folder under runs" in result.stderr
+    assert not list(tmp_path.rglob("report.html"))
+
+
+# ---------------------------------------------------------------------------------------------
+# In a real browser
+
+
+BROWSER_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--hide-scrollbars", "--remote-debugging-pipe",
+)  # fmt: skip
+
+
+def find_browser() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    why = "no chromium on PATH (Debian: apt-get install chromium)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{why}; CI must test the report in a browser")
+    pytest.skip(why)
+
+
+class Browser:
+    """Chromium headless, driven over the DevTools protocol on a pipe: the browser reads commands
+    from its fd 3 and writes replies and events to its fd 4, each a JSON text ended by a NUL."""
+
+    def __init__(self, exe: str, profile: Path, timeout: float = 20.0):
+        commands_r, self.commands = os.pipe()
+        self.replies, replies_w = os.pipe()
+        # bash (dash takes one-digit fds only) puts the pipe ends on fds 3 and 4, then becomes the browser
+        launch = f'exec "$@" 3<&{commands_r} 4>&{replies_w}'
+        self.log = open(profile.parent / "browser.log", "wb")  # noqa: SIM115 (closed in close())
+        self.proc = subprocess.Popen(
+            ["bash", "-c", launch, "bash", exe, *BROWSER_FLAGS, f"--user-data-dir={profile}"],
+            pass_fds=(commands_r, replies_w),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+        )
+        os.close(commands_r)
+        os.close(replies_w)
+        self.deadline = time.monotonic() + timeout
+        self.buffer = b""
+        self.last_id = 0
+        self.events: list[dict] = []
+
+    def _receive(self) -> dict:
+        while b"\0" not in self.buffer:
+            left = self.deadline - time.monotonic()
+            if left <= 0 or not select.select([self.replies], [], [], left)[0]:
+                raise TimeoutError("the browser did not answer in time")
+            chunk = os.read(self.replies, 1 << 20)
+            if not chunk:
+                raise EOFError("the browser closed its DevTools pipe")
+            self.buffer += chunk
+        message, _, self.buffer = self.buffer.partition(b"\0")
+        return json.loads(message)
+
+    def send(self, method: str, session: str | None = None, **params) -> dict:
+        self.last_id += 1
+        message = {"id": self.last_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        data = json.dumps(message).encode() + b"\0"
+        while data:
+            data = data[os.write(self.commands, data) :]
+        while True:
+            reply = self._receive()
+            if reply.get("id") == self.last_id:
+                assert "error" not in reply, f"{method}: {reply['error']}"
+                return reply["result"]
+            self.events.append(reply)
+
+    def wait_for(self, method: str) -> dict:
+        while True:
+            found = next((e for e in self.events if e.get("method") == method), None)
+            if found:
+                return found
+            self.events.append(self._receive())
+
+    def close(self) -> None:
+        try:
+            self.send("Browser.close")
+        except (OSError, EOFError, TimeoutError, AssertionError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.commands)
+        os.close(self.replies)
+        self.log.close()
+
+
+PAGE_CHECKS = """(() => {
+  const curves = [...document.querySelectorAll('#loss-plot path')];
+  const before = curves.map(c => c.getAttribute('d'));
+  const ticksBefore = document.getElementById('y-ticks').textContent;
+  document.getElementById('log-scale').click();
+  document.getElementById('smooth').click();
+  const after = curves.map(c => c.getAttribute('d'));
+  const ticksAfter = document.getElementById('y-ticks').textContent;
+  document.getElementById('log-scale').click();
+  document.getElementById('smooth').click();
+  const restored = curves.map(c => c.getAttribute('d'));
+  document.querySelector('button.term').click();
+  return {
+    terms: curves.map(c => c.dataset.term),
+    lengths: curves.map(c => c.getTotalLength()),
+    toggled: after.map((d, i) => d !== before[i] && d.startsWith('M')),
+    ticksChanged: ticksBefore !== ticksAfter,
+    restored: restored.every((d, i) => d === before[i]),
+    firstHidden: getComputedStyle(curves[0]).display === 'none',
+    images: [...document.images].map(i => [i.complete, i.naturalWidth, i.getBoundingClientRect().width]),
+  };
+})()"""
+
+
+def test_report_in_a_real_browser(tmp_path):
+    exe = find_browser()
+    run = write_run(tmp_path / "run")
+    page_file = report.write_report(run)
+    browser = Browser(exe, tmp_path / "profile")
+    try:
+        target = browser.send("Target.createTarget", url="about:blank")["targetId"]
+        session = browser.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for domain in ("Page", "Runtime", "Log"):
+            browser.send(f"{domain}.enable", session)
+        browser.send("Emulation.setDeviceMetricsOverride", session, width=1200, height=900, deviceScaleFactor=1, mobile=False)
+        browser.send("Page.navigate", session, url=page_file.as_uri())
+        browser.wait_for("Page.loadEventFired")
+        shot = base64.b64decode(browser.send("Page.captureScreenshot", session, format="png")["data"])
+        checks = browser.send("Runtime.evaluate", session, expression=PAGE_CHECKS, returnByValue=True)
+        assert "exceptionDetails" not in checks, checks
+    finally:
+        browser.close()
+
+    result = checks["result"]["value"]
+    assert result["terms"] == list(TERMS)  # one path per loss term
+    assert all(length > 100 for length in result["lengths"])  # drawn across the plot, not empty
+    assert all(result["toggled"]) and result["ticksChanged"] and result["restored"]
+    assert result["firstHidden"]  # a legend button hides its curve
+    assert len(result["images"]) == 4
+    assert all(complete and natural > 0 and shown > 0 for complete, natural, shown in result["images"])
+
+    errors = [
+        e for e in browser.events
+        if e.get("method") == "Runtime.exceptionThrown"
+        or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] in ("error", "assert"))
+        or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
+    ]  # fmt: skip
+    assert errors == []
+
+    (tmp_path / "report.png").write_bytes(shot)
+    image = Image.open(io.BytesIO(shot)).convert("L")
+    assert image.size == (1200, 900)
+    assert ImageStat.Stat(image).stddev[0] > 20  # not a blank page
+    # the plot's frame and curves are in the first screen: many pixels are neither white nor near it
+    dark = sum(image.histogram()[:200])
+    assert dark > 0.01 * image.width * image.height
