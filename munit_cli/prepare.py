@@ -4,42 +4,34 @@ Layout of the output folder:
   trainA/ trainB/ testA/ testB/   prepared images, named by content hash (<16 hex digits>.png|.jpg)
   packed/trainA/ packed/trainB/   with pack=True: the training images as uint8 shards (shards.py)
   manifest.json                   the options, and per source file: path, sha256, size, split and
-                                  outputs, or why it was skipped
+                                  outputs, or why it was skipped (manifest.py)
 
 Design choices:
 - Names come from content hashes, so odd source names (spaces, non-UTF-8 bytes) never reach the
-  output, and the train/test split (a threshold on the hash) does not move existing files when
-  files are added.
+  output, and the split (splits.py) does not move existing files when files are added.
 - A rerun reuses every source whose size and mtime match the manifest; new results are staged in
   .pending/ and moved into place once all splits are known. Every file, the manifest included, is
   written under a temporary name and renamed, so an interrupted run never leaves a half-written file.
-- Side-by-side A|B sources (split_paired) keep their pairing in the test split (testA/X and testB/X
-  are the two halves of one source) and lose it in training: there each half is named by a hash of
-  (source hash, side), which shuffles the two folders independently yet deterministically.
+- Decoding runs in worker processes (pool.py); only this process writes files.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
-import multiprocessing
 import os
-import re
 import shutil
-import signal
-import sys
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from PIL import Image, ImageColor
 
-from munit_cli import synthetic
-from munit_cli.errors import Interrupted, MunitError, UsageError
+from munit_cli import console, manifest, pool, synthetic
+from munit_cli.errors import MunitError, UsageError
+from munit_cli.files import display_path, remove_stale_temporaries, write_atomic
 from munit_cli.images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
@@ -52,22 +44,26 @@ from munit_cli.images import (
     resize_shorter,
     to_tensor,
 )
-from munit_cli.files import display_path, remove_stale_temporaries, write_atomic
+from munit_cli.manifest import PAIRED, Entry, Manifest, State
+from munit_cli.results import Result
+from munit_cli.splits import (
+    OUTPUT_NAME,
+    SPLIT_DIRS,
+    assign_splits,
+    final_name,
+    mark_duplicates,
+    output_domains,
+    staged_name,
+)
 
-FORMAT = "munit-prepare"
-VERSION = 1
-MANIFEST = "manifest.json"
+MANIFEST = manifest.NAME
 PENDING = ".pending"
-PAIRED = "pair"  # the domain name of side-by-side A|B sources
-SPLIT_DIRS = ("trainA", "trainB", "testA", "testB")
 OWNED = SPLIT_DIRS + ("masks", "packed", PENDING, MANIFEST)  # what --overwrite and rebuilds may delete
 DEFAULT_SIZE = 256
 DEFAULT_SYNTHETIC_SIZE = 64
 DEFAULT_TEST_FRACTION = 0.1
 DEFAULT_SYNTHETIC_TEST_COUNT = 16
-_OUTPUT_NAME = re.compile(r"^[0-9a-f]{16}\.(png|jpg)$")
-# Starting worker processes costs about as much as decoding this many images.
-_MIN_PARALLEL_JOBS = 32
+STOPPED = "prepare stopped; finished images are kept, run the same command again to continue"
 
 Progress = Callable[[int, int], None]
 
@@ -92,10 +88,34 @@ class Processing:
 
 class SourceFile(NamedTuple):
     domain: str
-    rel: str  # path under its source folder, printable
+    rel: bytes  # path under its source folder, exact bytes
     path: str
-    bytes: int
+    size: int
     mtime_ns: int
+
+
+@dataclasses.dataclass
+class DomainCounts(Result):
+    found: int = 0
+    train: int = 0
+    test: int = 0
+    skipped: dict[str, int] = dataclasses.field(default_factory=dict)  # reason kind -> files
+
+
+@dataclasses.dataclass
+class Prepared(Result):
+    """What `run` did: per domain the files found, kept per split and skipped per reason, plus how
+    many files were decoded now, reused from the previous run, and removed as stale."""
+
+    out: Path
+    kind: str
+    domains: dict[str, DomainCounts]
+    decoded: int
+    reused: int
+    removed: int
+    packed: dict[str, int] | None
+    rebuilt: bool
+    manifest: Path
 
 
 def run(
@@ -121,14 +141,12 @@ def run(
     seed: int = 0,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: Progress | None = None,
-) -> dict[str, Any]:
+) -> Prepared:
     """Prepare `out` from two folders, one folder of side-by-side pairs, or synthetic shapes.
-
-    Returns a summary: per domain the files found, kept per split and skipped per reason, plus
-    how many files were decoded now, reused from the previous run, and removed as stale."""
+    `progress(done, total)` is called after each decoded file."""
     out = Path(out)
     _check_common(size, min_size, quality, test_fraction, test_count, channels, workers)
-    with _stop_on_signals():
+    with pool.stop_on_signals(STOPPED):
         if synthetic_kind is not None:
             if src_a is not None or src_b is not None or split_paired or test_fraction is not None:
                 raise UsageError(
@@ -160,7 +178,7 @@ def run(
         split = {"test_fraction": test_fraction, "test_count": test_count}
         if test_fraction is None and test_count is None:
             split["test_fraction"] = DEFAULT_TEST_FRACTION
-        return _run_folders(sources, out, proc, split, workers or _cpu_count(), pack, overwrite, progress)
+        return _run_folders(sources, out, proc, split, workers or pool.cpu_count(), pack, overwrite, progress)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,18 +233,11 @@ def parse_colour(text: str) -> tuple[int, int, int]:
     return (rgb[0], rgb[1], rgb[2])
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 # ---------------------------------------------------------------------------------------------
 # The output folder
 
 
-def _claim_out(out: Path, overwrite: bool, sources: list[Path]) -> dict | None:
+def _claim_out(out: Path, overwrite: bool, sources: list[Path]) -> Manifest | None:
     """Check that `out` may be written; return the previous run's manifest if it is a prepare folder."""
     real_out = out.resolve()
     for src in sources:
@@ -237,7 +248,7 @@ def _claim_out(out: Path, overwrite: bool, sources: list[Path]) -> dict | None:
             raise UsageError(f"source folder {src} is inside the output's own folders", hint="choose another --out")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")
-    previous = read_manifest(out)
+    previous = manifest.read(out)
     if overwrite:
         _clear(out)
         return None
@@ -255,16 +266,6 @@ def _remove_leftovers(out: Path) -> None:
     remove_stale_temporaries(folders + [out / "packed" / name for name in ("trainA", "trainB")])
 
 
-def read_manifest(out: Path) -> dict | None:
-    """The manifest of a prepared folder, or None if there is none (or it is not ours)."""
-    try:
-        manifest = json.loads((Path(out) / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    ours = isinstance(manifest, dict) and manifest.get("format") == FORMAT and manifest.get("version") == VERSION
-    return manifest if ours else None
-
-
 def _clear(out: Path) -> None:
     for name in OWNED:
         path = out / name
@@ -272,12 +273,6 @@ def _clear(out: Path) -> None:
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():
             path.unlink()
-
-
-def _write_manifest(out: Path, header: dict, entries: list[dict], complete: bool) -> None:
-    files = sorted(entries, key=lambda e: (e["domain"], e["source"]))
-    manifest = {"format": FORMAT, "version": VERSION, "complete": complete, **header, "files": files}
-    write_atomic(out / MANIFEST, json.dumps(manifest, indent=1).encode())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,56 +288,59 @@ def _run_folders(
     pack: bool,
     overwrite: bool,
     progress: Progress | None,
-) -> dict[str, Any]:
+) -> Prepared:
     scanned = _scan(sources)
     previous = _claim_out(out, overwrite, list(sources.values()))
     _remove_leftovers(out)
-    header = {
-        "kind": "paired" if proc.paired else "folders",
-        "sources": {domain: str(path.resolve()) for domain, path in sources.items()},
-        "options": proc.as_json(),
-        "split": split,
-    }
-    rebuilt = previous is not None and any(previous.get(k) != header[k] for k in ("kind", "sources", "options"))
+    record = Manifest(
+        kind="paired" if proc.paired else "folders",
+        sources={domain: str(path.resolve()) for domain, path in sources.items()},
+        options=proc.as_json(),
+        split=split,
+        files=[],
+        complete=False,
+    )
+    rebuilt = previous is not None and any(
+        getattr(previous, k) != getattr(record, k) for k in ("kind", "sources", "options")
+    )
     if rebuilt:
         _clear(out)
         previous = None
     ext = "." + proc.fmt
-    known = {(e["domain"], e["source"]): e for e in previous["files"]} if previous else {}
-    entries, todo = [], []
+    known = {e.key: e for e in previous.files} if previous else {}
+    todo = []
     for src in scanned:
         old = known.get((src.domain, src.rel))
         if old is not None and _reusable(out, old, src, ext):
-            entries.append(_revived(old))
+            record.files.append(_revived(old))
         else:
             todo.append(src)
-    reused = len(entries)
-    _write_manifest(out, header, entries, complete=False)  # from now on the folder is recognisably ours
+    reused = len(record.files)
+    manifest.write(out, record)  # from now on the folder is recognisably ours
 
     try:
-        with _reporter(progress, len(todo)) as tick, contextlib.closing(_process_all(todo, proc, workers)) as results:
-            for src, result in results:
-                entries.append(_record(out, src, result, ext))
-                tick()
+        _decode_all(out, todo, proc, workers, record, ext, progress)
     except KeyboardInterrupt:
-        _write_manifest(out, header, entries, complete=False)
+        manifest.write(out, record)
         raise
     except BrokenProcessPool:
-        _write_manifest(out, header, entries, complete=False)
+        manifest.write(out, record)
         raise MunitError(
             "a decoding worker process stopped unexpectedly; finished images are kept",
             hint="run the same command again to continue, or pass --workers 1 (a worker may have run out of memory)",
         ) from None
 
-    _dedupe(entries)
-    _assign_splits(entries, split, keep_previous=previous is not None and previous.get("split") == split)
-    placed = _place(out, entries, ext)
+    mark_duplicates(record.files)
+    keep_previous = previous is not None and previous.split == split
+    assign_splits(record.files, split, keep_previous=keep_previous)
+    placed = _place(out, record.files, ext)
     removed = _remove_stale(out, placed)
     packed = _pack(out, proc.mode) if pack else None
     if not pack:
         _drop_pack(out)
-    _write_manifest(out, header, entries, complete=True)
-    return _summary(out, header["kind"], entries, len(todo), reused, removed, packed, rebuilt)
+    record.complete = True
+    manifest.write(out, record)
+    return _summary(out, record, len(todo), reused, removed, packed, rebuilt)
 
 
 def _scan(sources: dict[str, Path]) -> list[SourceFile]:
@@ -360,127 +358,91 @@ def _scan(sources: dict[str, Path]) -> list[SourceFile]:
                 size, mtime = st.st_size, st.st_mtime_ns
             except OSError:  # a broken link: never matches the manifest, so it is retried and reported
                 size = mtime = -1
-            found.append(SourceFile(domain, display_path(path.relative_to(root)), str(path), size, mtime))
+            found.append(SourceFile(domain, os.fsencode(path.relative_to(root)), str(path), size, mtime))
     return found
 
 
-def _output_domains(entry: dict) -> tuple[str, ...]:
-    return ("A", "B") if entry["domain"] == PAIRED else (entry["domain"],)
-
-
-def _final_name(entry: dict, domain: str, split: str, ext: str) -> str:
-    digest = entry["sha256"]
-    if entry["domain"] == PAIRED and split == "train":
-        digest = hashlib.sha256(f"{digest}:{domain}".encode()).hexdigest()
-    return digest[:16] + ext
-
-
-def _locate(out: Path, entry: dict, domain: str, ext: str) -> Path | None:
+def _locate(out: Path, entry: Entry, domain: str, ext: str) -> Path | None:
     """Where an entry's output for `domain` is now: staged, or in either split."""
-    candidates = [out / PENDING / domain / (entry["sha256"][:16] + ext)]
-    candidates += [out / f"{split}{domain}" / _final_name(entry, domain, split, ext) for split in ("train", "test")]
+    candidates = [out / PENDING / domain / staged_name(entry, ext)]
+    candidates += [out / f"{split}{domain}" / final_name(entry, domain, split, ext) for split in ("train", "test")]
     return next((path for path in candidates if path.is_file()), None)
 
 
-def _reusable(out: Path, old: dict, src: SourceFile, ext: str) -> bool:
-    if old.get("retry") or old.get("bytes") != src.bytes or old.get("mtime_ns") != src.mtime_ns:
+def _reusable(out: Path, old: Entry, src: SourceFile, ext: str) -> bool:
+    if old.retry or old.size != src.size or old.mtime_ns != src.mtime_ns:
         return False
-    if old["status"] == "skipped":
+    if old.state is State.SKIPPED:
         return True
-    return all(_locate(out, old, domain, ext) is not None for domain in _output_domains(old))
+    return all(_locate(out, old, domain, ext) is not None for domain in output_domains(old))
 
 
-def _revived(old: dict) -> dict:
+def _revived(old: Entry) -> Entry:
     """A previous entry as if freshly decoded: duplicates and outputs are worked out again."""
-    entry = {k: v for k, v in old.items() if k not in ("duplicate_of", "outputs")}
-    if entry["status"] == "duplicate":
-        entry["status"] = "kept"
-    return entry
+    state = State.KEPT if old.state is State.DUPLICATE else old.state
+    return dataclasses.replace(old, state=state, duplicate_of=None, outputs={})
 
 
 # ---------------------------------------------------------------------------------------------
 # Decoding (runs in worker processes)
 
 
-def _process_all(todo: list[SourceFile], proc: Processing, workers: int) -> Iterator[tuple[SourceFile, dict]]:
+@dataclasses.dataclass
+class Decoded:
+    """What a worker made of one source file; `encoded` holds the output bytes per domain."""
+
+    state: State
+    sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+    reason: str | None = None
+    retry: bool = False
+    encoded: dict[str, bytes] = dataclasses.field(default_factory=dict)
+
+
+def _decode_all(
+    out: Path,
+    todo: list[SourceFile],
+    proc: Processing,
+    workers: int,
+    record: Manifest,
+    ext: str,
+    progress: Progress | None,
+) -> None:
+    """Decode `todo`, staging each output and adding its entry to `record` as it arrives."""
     jobs = [(src.domain, src.path, proc) for src in todo]
-    if workers == 1 or len(jobs) < _MIN_PARALLEL_JOBS:
-        yield from zip(todo, map(_process, jobs))
-        return
-    # spawn, not fork: the parent may hold threads (torch, rich) that a forked child would inherit locked.
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        with _stop_signals_blocked():  # map() starts the workers: they inherit the mask
-            results = pool.map(_process, jobs, chunksize=max(1, min(16, len(jobs) // (8 * workers))))
-        yield from zip(todo, results)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    with console.progress("preparing", total=len(todo), enabled=bool(todo)) as bar:
+        for done, (src, result) in enumerate(zip(todo, pool.run_jobs(_decode, jobs, workers)), 1):
+            record.files.append(_record(out, src, result, ext))
+            bar.update()
+            if progress is not None:
+                progress(done, len(todo))
 
 
-@contextlib.contextmanager
-def _stop_signals_blocked() -> Iterator[None]:
-    """Ctrl-C (and a SIGTERM sent to the process group) reaches every worker, even one still
-    importing modules; only the parent should react: it stops the pool after the images in flight
-    and writes the manifest. So workers are born with both signals blocked for good, and the
-    parent gets any that arrived meanwhile as soon as the mask is restored."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM raised where the program is, like Ctrl-C's KeyboardInterrupt, so both stop a run
-    through the same cleanup (temporary files removed, the manifest written)."""
-
-
-@contextlib.contextmanager
-def _stop_on_signals() -> Iterator[None]:
-    """SIGINT and SIGTERM stop the run as Interrupted (exit 130 / 143); what is finished is kept."""
-
-    def terminate(signum, frame):
-        raise _Terminated
-
-    try:
-        previous = signal.signal(signal.SIGTERM, terminate)
-        installed = True
-    except ValueError:  # not the main thread: signals are the caller's business
-        installed = False
-    try:
-        yield
-    except KeyboardInterrupt as exc:
-        signum = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
-        raise Interrupted(
-            f"{signal.Signals(signum).name}: prepare stopped; finished images are kept, "
-            "run the same command again to continue",
-            signum,
-        ) from None
-    finally:
-        if installed:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _process(job: tuple[str, str, Processing]) -> dict[str, Any]:
+def _decode(job: tuple[str, str, Processing]) -> Decoded:
     """Read, hash, decode, check and convert one source file; never raises for a bad file."""
     domain, path, proc = job
     try:
         data = read_bytes(Path(path))
     except ImageError as exc:
-        return {"status": "skipped", "reason": exc.reason, "retry": True}
-    result: dict[str, Any] = {"sha256": hashlib.sha256(data).hexdigest()}
+        return Decoded(State.SKIPPED, reason=exc.reason, retry=True)
+    result = Decoded(State.KEPT, sha256=hashlib.sha256(data).hexdigest())
     try:
         img = open_image(data, proc.mode, proc.background, proc.max_pixels, name=display_path(path))
-        result.update(width=img.width, height=img.height)
+        result.width, result.height = img.width, img.height
         parts = _halves(img) if proc.paired else {domain: img}
         if min(min(part.size) for part in parts.values()) < max(proc.min_size, 1):
-            return {**result, "status": "skipped", "reason": f"too small ({img.width}x{img.height})"}
-        encoded = {d: encode_image(_fit(part, proc), proc.fmt, proc.quality) for d, part in parts.items()}
+            return _skipped(result, f"too small ({img.width}x{img.height})")
+        result.encoded = {d: encode_image(_fit(part, proc), proc.fmt, proc.quality) for d, part in parts.items()}
     except ImageError as exc:
-        return {**result, "status": "skipped", "reason": exc.reason}
+        return _skipped(result, exc.reason)
     except Exception as exc:  # noqa: BLE001 - one undecodable file must not stop a run over thousands
-        return {**result, "status": "skipped", "reason": f"cannot decode ({type(exc).__name__})"}
-    return {**result, "status": "kept", "encoded": encoded}
+        return _skipped(result, f"cannot decode ({type(exc).__name__})")
+    return result
+
+
+def _skipped(result: Decoded, reason: str) -> Decoded:
+    return dataclasses.replace(result, state=State.SKIPPED, reason=reason, encoded={})
 
 
 def _halves(img: Image.Image) -> dict[str, Image.Image]:
@@ -494,73 +456,46 @@ def _fit(img: Image.Image, proc: Processing) -> Image.Image:
     return center_crop(img, min(img.size)) if proc.center_crop else img
 
 
-def _record(out: Path, src: SourceFile, result: dict, ext: str) -> dict:
+def _record(out: Path, src: SourceFile, result: Decoded, ext: str) -> Entry:
     """The manifest entry for a decoded file; its outputs are staged unless already on disk."""
-    encoded = result.pop("encoded", {})
-    entry = {"domain": src.domain, "source": src.rel, "bytes": src.bytes, "mtime_ns": src.mtime_ns, **result}
-    for domain, data in encoded.items():
+    entry = Entry(
+        domain=src.domain,
+        source=src.rel,
+        size=src.size,
+        mtime_ns=src.mtime_ns,
+        state=result.state,
+        sha256=result.sha256,
+        width=result.width,
+        height=result.height,
+        reason=result.reason,
+        retry=result.retry,
+    )
+    for domain, data in result.encoded.items():
         if _locate(out, entry, domain, ext) is None:
-            write_atomic(out / PENDING / domain / (entry["sha256"][:16] + ext), data)
+            write_atomic(out / PENDING / domain / staged_name(entry, ext), data)
     return entry
 
 
 # ---------------------------------------------------------------------------------------------
-# Duplicates, splits, placement
+# Placement
 
 
-def _dedupe(entries: list[dict]) -> None:
-    """Keep the first source (by path) of each content hash per domain; mark the others."""
-    first: dict[tuple[str, str], str] = {}
-    for entry in sorted(entries, key=lambda e: (e["domain"], e["source"])):
-        if entry["status"] != "kept":
-            continue
-        key = (entry["domain"], entry["sha256"])
-        if key in first:
-            entry.update(status="duplicate", duplicate_of=first[key], split=None)
-        else:
-            first[key] = entry["source"]
-
-
-def split_value(sha256: str) -> float:
-    """A uniform number in [0, 1) fixed by the content: files below the test fraction are test files."""
-    return int(sha256[:8], 16) / 2**32
-
-
-def _assign_splits(entries: list[dict], split: dict, keep_previous: bool) -> None:
-    """By a threshold on the hash (test_fraction), or the `test_count` smallest hashes per domain.
-
-    With test_count, files that already have a split keep it on a rerun with the same options;
-    new files only fill the test split up to the count, so adding files never moves old ones."""
-    kept = sorted((e for e in entries if e["status"] == "kept"), key=lambda e: e["sha256"])
-    if split["test_count"] is None:
-        for entry in kept:
-            entry["split"] = "test" if split_value(entry["sha256"]) < split["test_fraction"] else "train"
-        return
-    for domain in {e["domain"] for e in kept}:
-        group = [e for e in kept if e["domain"] == domain]
-        settled = [e for e in group if keep_previous and e.get("split")]
-        n_test = sum(e["split"] == "test" for e in settled)
-        for entry in (e for e in group if not (keep_previous and e.get("split"))):
-            entry["split"] = "test" if n_test < split["test_count"] else "train"
-            n_test += entry["split"] == "test"
-
-
-def _place(out: Path, entries: list[dict], ext: str) -> set[Path]:
+def _place(out: Path, entries: list[Entry], ext: str) -> set[Path]:
     """Move every kept output to <split><domain>/<name>; returns the set of placed paths."""
     placed = set()
     for entry in entries:
-        if entry["status"] != "kept":
+        if entry.state is not State.KEPT:
             continue
-        entry["outputs"] = {}
-        for domain in _output_domains(entry):
-            target = out / f"{entry['split']}{domain}" / _final_name(entry, domain, entry["split"], ext)
+        entry.outputs = {}
+        for domain in output_domains(entry):
+            target = out / f"{entry.split}{domain}" / final_name(entry, domain, entry.split or "", ext)
             if not target.is_file():
                 current = _locate(out, entry, domain, ext)
                 if current is None:
                     raise MunitError(f"{target}: a prepared image disappeared during the run", hint="run prepare again")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(current, target)
-            entry["outputs"][domain] = target.relative_to(out).as_posix()
+            entry.outputs[domain] = target.relative_to(out).as_posix()
             placed.add(target)
     for name in SPLIT_DIRS:
         (out / name).mkdir(parents=True, exist_ok=True)
@@ -572,7 +507,7 @@ def _remove_stale(out: Path, placed: set[Path]) -> int:
     removed = 0
     for name in SPLIT_DIRS:
         for path in (out / name).iterdir():
-            if path not in placed and _OUTPUT_NAME.match(path.name):
+            if path not in placed and OUTPUT_NAME.match(path.name):
                 path.unlink()
                 removed += 1
     shutil.rmtree(out / PENDING, ignore_errors=True)
@@ -585,7 +520,8 @@ def _remove_stale(out: Path, placed: set[Path]) -> int:
 
 def _pack(out: Path, mode: str) -> dict[str, int]:
     """Pack trainA and trainB as uint8 shards, unless the existing pack already holds exactly them."""
-    from munit_cli import shards  # torch: only needed here, and kept out of the worker processes
+    # torch: only needed here, and kept out of the worker processes
+    from munit_cli import shards
 
     counts = {}
     for name in ("trainA", "trainB"):
@@ -614,61 +550,31 @@ def _drop_pack(out: Path) -> None:
 
 def _run_synthetic(
     kind: str, out: Path, size: int, count: int, test_count: int, channels: int, seed: int, pack: bool, overwrite: bool
-) -> dict[str, Any]:
+) -> Prepared:
     if kind != "shapes":
         raise UsageError(f"unknown synthetic data set {kind!r}", hint="available: shapes")
     _claim_out(out, overwrite, [])
     _remove_leftovers(out)
-    header = {
-        "kind": "synthetic",
-        "sources": {"synthetic": kind},
-        "options": {"size": size, "channels": channels, "seed": seed, "count": count, "test_count": test_count},
-    }
+    record = Manifest(
+        kind="synthetic",
+        sources={"synthetic": kind},
+        options={"size": size, "channels": channels, "seed": seed, "count": count, "test_count": test_count},
+        split=None,
+        files=[],
+        complete=False,
+    )
     _clear(out)  # regenerating takes seconds; cheaper than checking what is still valid
-    _write_manifest(out, header, [], complete=False)
+    manifest.write(out, record)
     synthetic.make_shapes(out, n_train=count, n_test=test_count, size=size, seed=seed, channels=channels)
     packed = _pack(out, "RGB" if channels == 3 else "L") if pack else None
-    _write_manifest(out, header, [], complete=True)
-    domains = {d: {"found": count + test_count, "train": count, "test": test_count, "skipped": {}} for d in "AB"}
-    return {
-        "out": str(out),
-        "kind": "synthetic",
-        "domains": domains,
-        "decoded": 0,
-        "reused": 0,
-        "removed": 0,
-        "packed": packed,
-        "rebuilt": False,
-        "manifest": str(out / MANIFEST),
-    }
+    record.complete = True
+    manifest.write(out, record)
+    domains = {d: DomainCounts(found=count + test_count, train=count, test=test_count) for d in "AB"}
+    return Prepared(out, "synthetic", domains, 0, 0, 0, packed, False, out / MANIFEST)
 
 
 # ---------------------------------------------------------------------------------------------
 # Reporting
-
-
-@contextlib.contextmanager
-def _reporter(progress: Progress | None, total: int) -> Iterator[Callable[[], None]]:
-    """A tick() per decoded file: the caller's callback, else a rich bar when stderr is a terminal."""
-    if progress is not None:
-        done = 0
-
-        def tick() -> None:
-            nonlocal done
-            done += 1
-            progress(done, total)
-
-        yield tick
-    elif total and sys.stderr.isatty():
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        columns = (TextColumn("preparing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-            task = bar.add_task("prepare", total=total)
-            yield lambda: bar.advance(task)
-    else:
-        yield lambda: None
 
 
 def reason_kind(reason: str) -> str:
@@ -677,32 +583,19 @@ def reason_kind(reason: str) -> str:
 
 
 def _summary(
-    out: Path,
-    kind: str,
-    entries: list[dict],
-    decoded: int,
-    reused: int,
-    removed: int,
-    packed: dict | None,
-    rebuilt: bool,
-) -> dict[str, Any]:
-    domains: dict[str, dict] = {}
-    for entry in entries:
-        stats = domains.setdefault(entry["domain"], {"found": 0, "train": 0, "test": 0, "skipped": {}})
-        stats["found"] += 1
-        if entry["status"] == "kept":
-            stats[entry["split"]] += 1
+    out: Path, record: Manifest, decoded: int, reused: int, removed: int, packed: dict | None, rebuilt: bool
+) -> Prepared:
+    domains: dict[str, DomainCounts] = {}
+    for entry in record.files:
+        stats = domains.setdefault(entry.domain, DomainCounts())
+        stats.found += 1
+        if entry.state is State.KEPT and entry.split == "test":
+            stats.test += 1
+        elif entry.state is State.KEPT:
+            stats.train += 1
         else:
-            why = "duplicate" if entry["status"] == "duplicate" else reason_kind(entry["reason"])
-            stats["skipped"][why] = stats["skipped"].get(why, 0) + 1
-    return {
-        "out": str(out),
-        "kind": kind,
-        "domains": dict(sorted(domains.items())),
-        "decoded": decoded,
-        "reused": reused,
-        "removed": removed,
-        "packed": packed,
-        "rebuilt": rebuilt,
-        "manifest": str(out / MANIFEST),
-    }
+            why = "duplicate" if entry.state is State.DUPLICATE else reason_kind(entry.reason or "")
+            stats.skipped[why] = stats.skipped.get(why, 0) + 1
+    return Prepared(
+        out, record.kind, dict(sorted(domains.items())), decoded, reused, removed, packed, rebuilt, out / MANIFEST
+    )

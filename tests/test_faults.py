@@ -474,7 +474,7 @@ def test_signal_during_prepare_keeps_only_whole_files(photo_folders, tmp_path, r
         Image.open(path).load()  # every file there decodes whole
 
     summary = prepare.run(a, b, out, size=32, workers=1)
-    assert summary["reused"] > 0 and summary["reused"] + summary["decoded"] == 600
+    assert summary.reused > 0 and summary.reused + summary.decoded == 600
     assert json.loads((out / prepare.MANIFEST).read_text())["complete"] is True
 
 

@@ -106,14 +106,14 @@ def test_crafted_files_are_converted_or_skipped_with_reasons(tmp_path, monkeypat
     for name, (_, reason) in BROKEN.items():
         assert entries["A", name]["status"] == "skipped" and entries["A", name]["reason"] == reason
     assert entries["A", "locked.png"]["reason"] == "permission denied"
-    assert summary["domains"]["A"]["skipped"] == {
+    assert summary.domains["A"].skipped == {
         "empty file": 1,
         "not an image": 1,
         "truncated or corrupt": 2,
         "too large": 1,
         "permission denied": 1,
     }
-    assert summary["domains"]["A"]["train"] == 6 and summary["domains"]["B"]["train"] == 3
+    assert summary.domains["A"].train == 6 and summary.domains["B"].train == 3
 
     assert pixel(out, entries["A", "deep/gray16.png"], "A", (0, 0)) == WHITE
     assert pixel(out, entries["A", "deep/gray16.png"], "A", (10, 0)) == (128, 128, 128)
@@ -135,7 +135,7 @@ def test_crafted_files_are_converted_or_skipped_with_reasons(tmp_path, monkeypat
     monkeypatch.setattr(images, "open", real_open, raising=False)
     again = run(a, b, out, size=0, test_fraction=0)
     assert by_source(out)["A", "locked.png"]["status"] == "kept"
-    assert again["decoded"] == 1
+    assert again.decoded == 1
 
 
 def test_resize_crop_jpg_min_size_and_duplicates(tmp_path):
@@ -147,7 +147,7 @@ def test_resize_crop_jpg_min_size_and_duplicates(tmp_path):
     entries = by_source(out)
     assert entries["A", "small.png"]["reason"] == "too small (10x40)"
     assert entries["A", "wide.png"]["status"] == "duplicate" and entries["A", "wide.png"]["duplicate_of"] == "copy.png"
-    assert summary["domains"]["A"]["skipped"] == {"too small": 1, "duplicate": 1}
+    assert summary.domains["A"].skipped == {"too small": 1, "duplicate": 1}
     for folder in ("trainA", "trainB"):
         (only,) = (out / folder).iterdir()
         assert only.suffix == ".jpg" and Image.open(only).format == "JPEG" and Image.open(only).size == (20, 20)
@@ -157,18 +157,18 @@ def test_rerun_is_idempotent_and_incremental(tmp_path, two_folders):
     a, b = two_folders
     out = tmp_path / "out"
     first = run(a, b, out, test_fraction=0.3, pack=True)
-    assert first["decoded"] == 24 and first["reused"] == 0
+    assert first.decoded == 24 and first.reused == 0
     before, stamps = tree(out), {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
 
     second = run(a, b, out, test_fraction=0.3, pack=True)
-    assert second["decoded"] == 0 and second["reused"] == 24 and second["domains"] == first["domains"]
+    assert second.decoded == 0 and second.reused == 24 and second.domains == first.domains
     assert tree(out) == before
     assert all(p.stat().st_mtime_ns == stamps[p] for p in stamps if p.name != "manifest.json")
 
     (a / "img003.png").unlink()
     fill(a, good_files(50, 2))
     third = run(a, b, out, test_fraction=0.3, pack=True)
-    assert third["decoded"] == 2 and third["reused"] == 23 and third["removed"] == 1
+    assert third.decoded == 2 and third.reused == 23 and third.removed == 1
     kept = [e for e in manifest(out)["files"] if e["domain"] == "A"]
     on_disk = sorted(p.relative_to(out).as_posix() for d in ("trainA", "testA") for p in (out / d).iterdir())
     assert on_disk == sorted(e["outputs"]["A"] for e in kept)
@@ -210,7 +210,7 @@ def test_paired_sources_are_split_into_halves(tmp_path):
     src = fill(tmp_path / "pairs", {f"p{i:02d}.png": side_by_side(i) for i in range(16)})
     out = tmp_path / "out"
     summary = prepare.run(src, None, out, split_paired=True, test_count=4, size=0, workers=1)
-    assert summary["domains"] == {"pair": {"found": 16, "train": 12, "test": 4, "skipped": {}}}
+    assert summary.to_json()["domains"] == {"pair": {"found": 16, "train": 12, "test": 4, "skipped": {}}}
     test_a, test_b = sorted(os.listdir(out / "testA")), sorted(os.listdir(out / "testB"))
     assert test_a == test_b and len(test_a) == 4  # the test split stays paired, by name
     for name in test_a:
@@ -226,7 +226,7 @@ def test_paired_sources_are_split_into_halves(tmp_path):
         for x, y in zip(train_a, train_b)
     )
     assert same_source <= 3  # listing order no longer pairs the halves
-    assert prepare.run(src, None, out, split_paired=True, test_count=4, size=0, workers=1)["decoded"] == 0
+    assert prepare.run(src, None, out, split_paired=True, test_count=4, size=0, workers=1).decoded == 0
 
 
 def test_interrupt_leaves_nothing_half_written_and_resumes(tmp_path, two_folders):
@@ -243,7 +243,7 @@ def test_interrupt_leaves_nothing_half_written_and_resumes(tmp_path, two_folders
     assert manifest(out)["complete"] is False and len(manifest(out)["files"]) == 5
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
     resumed = run(a, b, out)
-    assert resumed["decoded"] == 19 and resumed["reused"] == 5
+    assert resumed.decoded == 19 and resumed.reused == 5
     assert manifest(out)["complete"] is True and not (out / ".pending").exists()
     run(a, b, tmp_path / "clean")
     assert tree(out) == tree(tmp_path / "clean")
@@ -273,7 +273,7 @@ def test_output_folder_safety(tmp_path, two_folders):
     out = tmp_path / "out"
     run(a, b, out, size=16)
     rebuilt = run(a, b, out, size=8)
-    assert rebuilt["rebuilt"] and rebuilt["decoded"] == 24
+    assert rebuilt.rebuilt and rebuilt.decoded == 24
     assert {Image.open(p).size for p in (out / "trainA").iterdir()} == {(10, 8)}
 
 
@@ -297,7 +297,7 @@ def test_synthetic_shapes_with_pack(tmp_path):
     summary = prepare.run(
         None, None, out, synthetic_kind="shapes", synthetic_count=12, test_count=3, size=32, pack=True
     )
-    assert summary["domains"]["B"] == {"found": 15, "train": 12, "test": 3, "skipped": {}}
+    assert summary.domains["B"] == prepare.DomainCounts(found=15, train=12, test=3)
     assert len(os.listdir(out / "masks" / "testA")) == 3 and manifest(out)["kind"] == "synthetic"
     packed = PackedDomain(out / "packed" / "trainB")
     assert len(packed) == 12
@@ -314,8 +314,8 @@ def test_emoji_sample_rgba_on_white(tmp_path):
             shutil.copy(EMOJI / design / name, fill(tmp_path / domain, {}) / name)
     out = tmp_path / "out"
     summary = prepare.run(tmp_path / "A", tmp_path / "B", out, size=64, test_fraction=0.25, pack=True, workers=1)
-    kept = summary["domains"]["A"]["train"] + summary["domains"]["A"]["test"]
-    assert kept + sum(summary["domains"]["A"]["skipped"].values()) == 20 and kept >= 18
+    kept = summary.domains["A"].train + summary.domains["A"].test
+    assert kept + sum(summary.domains["A"].skipped.values()) == 20 and kept >= 18
     transparent = 0
     for entry in manifest(out)["files"]:
         if entry["status"] != "kept":
