@@ -120,7 +120,7 @@ def parse_names(names: str | None) -> tuple[str, str] | None:
 
 
 PresetOpt = typer.Option(None, "--preset", "-p", help="Named preset: paper (the reference recipe), fast (GPU throughput), tiny (CPU).")
-ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file ([model], [loss], [optim], [data], [train] tables).")
+ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file (\\[model], \\[loss], \\[optim], \\[data], \\[train] tables).")
 SetOpt = typer.Option(None, "--set", help="Override any config key: --set model.dim=32 (repeatable).")
 
 
