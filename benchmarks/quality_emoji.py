@@ -99,7 +99,7 @@ def score(model: Path, folders: dict[str, Path], num_styles: int, seed: int, bat
             index = [(i, twins[k]) for i, k in enumerate(sets[source].keys) if k in twins]
             x = sets[source].pixels[[i for i, _ in index]]
             y = sets[target].pixels[[j for _, j in index]]
-            rows["identity"][key] = {**nothing, metrics.DIVERSITY_L1: 0.0, "paired": evaluate.paired_scores(x, y)}
+            rows["identity"][key] = {**nothing, metrics.DIVERSITY_L1: 0.0, "paired": evaluate.paired_scores(x, y).to_json()}
             for weights in ("ema", "raw"):
                 rows[weights][key] = evaluate.evaluate_direction(
                     infer.Translator(loaded[weights], target, device),
@@ -113,7 +113,7 @@ def score(model: Path, folders: dict[str, Path], num_styles: int, seed: int, bat
                     batch_size=batch_size,
                     kid_subsets=metrics.KID_SUBSETS,
                     bar=bar,
-                )
+                ).to_json()
             recon = reconstructions(loaded["ema"], target, sets[target], device)
             own = evaluate.features(recon, net, device, batch_size, bar)
             kid_mean, kid_std = metrics.kid(real[target], own, seed=seed)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -20,7 +22,7 @@ import torch
 
 from munit_cli import config as config_mod
 from munit_cli import files
-from munit_cli.errors import MunitError
+from munit_cli.errors import MunitError, UsageError
 
 FORMAT_VERSION = "1"
 GENERATOR_KIND = "munit-generator"
@@ -324,3 +326,100 @@ def prune(run_dir: Path, keep: int) -> None:
 def newest_generator(run_dir: Path) -> Path | None:
     steps = list_steps(run_dir, "gen")
     return checkpoint_paths(run_dir, steps[-1])[0] if steps else None
+
+
+# ---------------------------------------------------------------------------------------------
+# The model a command runs: where it is, and what its file may claim
+
+
+MODEL_ENV = "MUNIT_MODEL"
+MAX_NAME_CHARS = 100  # domain names and other labels from files, as they reach the terminal
+# Characters a label read from a file must not hold: control characters (a terminal executes
+# escape sequences), line and paragraph separators, and format characters such as bidi overrides.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def resolve_model_path(spec: str | os.PathLike | None) -> Path:
+    """The weights file for MODEL: a run folder gives its newest generator checkpoint; a file (a
+    generator or an export bundle) is used as is; nothing given falls back to $MUNIT_MODEL.
+    The error says everything that was tried."""
+    if spec is None or str(spec) == "":
+        env = os.environ.get(MODEL_ENV)
+        if not env:
+            raise UsageError(
+                "no model given: tried --model (not given) and $MUNIT_MODEL (not set)",
+                hint="pass --model RUN_FOLDER (or a generator or bundle .safetensors), or export MUNIT_MODEL=...",
+            )
+        return _model_file(Path(env), f"${MODEL_ENV}={env}")
+    return _model_file(Path(spec), f"--model {spec}")
+
+
+def _model_file(path: Path, origin: str) -> Path:
+    if path.is_file():
+        return path
+    if path.is_dir():
+        found = newest_generator(path)
+        if found is None:
+            folder = path / CHECKPOINT_DIR
+            raise MunitError(
+                f"{origin}: a folder, but no generator checkpoint in it "
+                f"(tried {files.display_path(folder)}/gen_*.safetensors)",
+                hint="pass a training run folder (munit train --out ...) or a generator or bundle .safetensors file",
+            )
+        return found
+    if path.exists():
+        raise MunitError(f"{origin}: not a regular file or folder")
+    raise MunitError(f"{origin}: no such file or folder")
+
+
+def run_folder(model_path: Path) -> Path | None:
+    """The training run a generator file belongs to (the folder above its checkpoints/), if any."""
+    model_path = Path(model_path)
+    if model_path.is_dir():
+        return model_path
+    if model_path.parent.name == CHECKPOINT_DIR:
+        return model_path.parent.parent
+    return None
+
+
+def check_text(value: object, what: str, max_chars: int = MAX_NAME_CHARS) -> str:
+    """`value` when it is text fit for the terminal: a str of at most `max_chars` characters with
+    no control or format characters. The error names `what`, never the value itself."""
+    if not isinstance(value, str):
+        raise MunitError(f"{what}: expected text, found {type(value).__name__}")
+    if not value or len(value) > max_chars:
+        raise MunitError(f"{what}: must be 1 to {max_chars} characters, found {len(value)}")
+    if any(unicodedata.category(ch) in _UNPRINTABLE for ch in value):
+        raise MunitError(f"{what}: holds control characters")
+    return value
+
+
+def load_model(spec: str | os.PathLike | None, device: str | torch.device = "cpu", use_ema: bool = True) -> LoadedGenerator:
+    """The generators an inference command runs (`resolve_model_path`, then `load_generator`), refused
+    when the file has no checksum (munit writes one into every file, so it was altered or made
+    elsewhere), when its labels are not printable text, or when a weight is NaN or infinite (a
+    diverged run would otherwise translate into black images)."""
+    path = resolve_model_path(spec)
+    name = files.display_path(path)
+    try:
+        loaded = load_generator(path, device, use_ema=use_ema)
+    except RecursionError:
+        raise MunitError(f"{name}: broken metadata (JSON nested too deeply)") from None
+    if CHECKSUM_KEY not in loaded.metadata:
+        raise MunitError(
+            f"{name}: no checksum in the file, so its contents cannot be verified; refusing to load it",
+            hint="munit writes a checksum into every model file: use a file written by munit train or munit export",
+        )
+    for index, domain in enumerate(loaded.names):
+        check_text(domain, f"{name}: domain name {index + 1}")
+    for key in ("fingerprint", "weights", "dtype"):
+        if key in loaded.metadata:
+            check_text(loaded.metadata[key], f"{name}: metadata {key!r}")
+    for key, weight in loaded.model.state_dict().items():
+        if weight.is_floating_point() and not bool(torch.isfinite(weight).all()):
+            raise MunitError(
+                f"{name}: weight {key} holds NaN or infinite values (a diverged or damaged model); refusing to use it",
+                hint="use an earlier checkpoint of the run",
+            )
+    return loaded
+

@@ -3,65 +3,110 @@
 Synthetic shapes (outlines <-> filled, textured shapes) are generated, the tiny preset trains on
 them, and the results are written next to the run: the test outlines translated in several
 styles, and an animated interpolation between two styles.
+
+The demo folder holds a marker file first of all; `--overwrite` removes only a folder that has
+it, and in it only what the demo writes.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from munit_cli import config, infer, synthetic, train
+from munit_cli import config, files, infer, synthetic, train
 from munit_cli.console import err
 from munit_cli.errors import MunitError
+from munit_cli.results import Result
+from munit_cli.styles import seed_label
 
 DEMO_TRAIN_IMAGES = 400
 DEMO_TEST_IMAGES = 8
 DEMO_STYLES = 5
 DEMO_STEPS = 8
+MARKER = ".munit-demo"
+DATA, RUN, TRANSLATIONS, INTERPOLATION = "data", "run", "translations.png", "interpolation"
+DEMO_ENTRIES = (DATA, RUN, TRANSLATIONS, INTERPOLATION)  # what the demo writes besides its marker
 
 
-def run(out: Path, iters: int | None = None, seed: int = 0, overwrite: bool = False) -> dict[str, Any]:
+@dataclass
+class DemoResult(Result):
+    data: Path
+    run: Path
+    model: Path
+    sample_grid: Path | None
+    translations: Path
+    interpolation: Path | None
+
+
+def run(out: Path, iters: int | None = None, seed: int = 0, overwrite: bool = False) -> DemoResult:
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise MunitError(f"{out} already exists and is not empty", hint="pass --overwrite or another --out")
-        shutil.rmtree(out)
-    data_dir, run_dir = out / "data", out / "run"
-    err.print(f"making synthetic shapes in {data_dir}")
+    clear_demo_folder(out, overwrite)
+    files.write_atomic(out / MARKER, b"made by munit demo: munit demo --overwrite may replace what it wrote here\n")
+    data_dir, run_dir = out / DATA, out / RUN
+    err.print(f"making synthetic shapes in {files.display_path(data_dir)}")
     synthetic.make_shapes(data_dir, n_train=DEMO_TRAIN_IMAGES, n_test=DEMO_TEST_IMAGES, size=64, seed=seed)
     overrides: dict[str, dict[str, Any]] = {"train": {"seed": seed, "device": "auto"}}
     if iters is not None:
         overrides["train"]["iters"] = iters
     cfg = config.resolve("tiny", overrides=overrides)
-    summary = train.run(cfg, [data_dir / "trainA", data_dir / "trainB"], run_dir, names=("outline", "filled"))
+    trained = train.run(cfg, [data_dir / "trainA", data_dir / "trainB"], run_dir, names=("outline", "filled"))
+    if trained is None:
+        raise MunitError("the demo ran as a worker of a distributed run, which it does not support")
     samples = sorted((run_dir / "samples").glob("*.png"))
-    translations, interpolation = show_translations(out, data_dir / "testA", summary["generator"], seed)
-    return {
-        "data": str(data_dir),
-        "run": str(run_dir),
-        "model": summary["generator"],
-        "sample_grid": str(samples[-1]) if samples else "",
-        "translations": translations,
-        "interpolation": interpolation,
-    }
+    translations, interpolation = show_translations(out, data_dir / "testA", trained.generator, seed)
+    return DemoResult(data_dir, run_dir, trained.generator, samples[-1] if samples else None, translations, interpolation)
 
 
-def show_translations(out: Path, test_a: Path, model: str, seed: int) -> tuple[str, str]:
+def clear_demo_folder(out: Path, overwrite: bool) -> None:
+    """Make room for a demo in `out`. A non-empty folder needs `overwrite`, and then must carry the
+    demo's marker: only the demo's own entries are removed, so nothing munit did not write is lost."""
+    name = files.display_path(out)
+    if not os.path.lexists(out):
+        return
+    if not out.is_dir():
+        raise MunitError(f"{name}: exists and is not a folder", hint="choose another --out")
+    if not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise MunitError(f"{name} already exists and is not empty", hint="pass --overwrite or another --out")
+    if not (out / MARKER).is_file():
+        raise MunitError(
+            f"{name}: refusing to overwrite a folder munit demo did not make (it has no {MARKER} marker file)",
+            hint="choose another --out; --overwrite only replaces an earlier demo's folder",
+        )
+    for entry in DEMO_ENTRIES:
+        remove(out / entry)
+
+
+def remove(path: Path) -> None:
+    """Delete a file or a folder tree; a symbolic link is removed itself, never followed."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            path.unlink()
+    except OSError as exc:
+        raise MunitError(f"could not remove {files.display_path(path)}: {exc.strerror or exc}") from None
+
+
+def show_translations(out: Path, test_a: Path, model: Path, seed: int) -> tuple[Path, Path | None]:
     """The test outlines filled in DEMO_STYLES sampled styles (one grid), and a GIF morphing them
     between two of those styles."""
-    grid = out / "translations.png"
-    err.print(f"translating {test_a} in {DEMO_STYLES} styles")
-    infer.translate([str(test_a)], model=model, to="B", num_styles=DEMO_STYLES, seed=seed, out=grid).raise_for_failures()
+    grid = out / TRANSLATIONS
+    err.print(f"translating {files.display_path(test_a)} in {DEMO_STYLES} styles")
+    infer.translate_files([str(test_a)], model=model, to="B", num_styles=DEMO_STYLES, seed=seed, out=grid).raise_for_failures()
     morph = infer.interpolate(
         str(test_a),
         model=model,
         to="B",
-        style_a=infer.seed_label(seed, 0),
-        style_b=infer.seed_label(seed, 1),
+        style_a=seed_label(seed, 0),
+        style_b=seed_label(seed, 1),
         steps=DEMO_STEPS,
         gif=True,
-        out=out / "interpolation",
+        out=out / INTERPOLATION,
     )
     morph.raise_for_failures()
-    return str(grid), str(morph.gif)
+    return grid, Path(morph.gif) if morph.gif else None

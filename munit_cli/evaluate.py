@@ -11,12 +11,14 @@ Images are prepared as the model was trained (shorter side to data.load_size, ce
 data.crop_size) and translations are scored as the 8-bit pixels a saved PNG would hold. Style k
 of input i (in sorted order) is `seed:SEED:(i * num_styles + k)`, so `munit translate --style`
 reproduces any translation scored here.
+
+FID and KID need many images: below MIN_RELIABLE_IMAGES per set the result carries a warning.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +26,56 @@ import torch
 from PIL import Image
 from rich.markup import escape
 
-from munit_cli import checkpoint, files, images, infer, metrics
+from munit_cli import checkpoint, files, images, infer, metrics, styles
 from munit_cli.console import err, progress
 from munit_cli.errors import MunitError, UsageError
 from munit_cli.export import weights_used
+from munit_cli.results import Result
 from munit_cli.runtime import pick_device
 
 DIRECTIONS = (("a", "b"), ("b", "a"))
+# FID's bias shrinks only with thousands of images; below this many per set the scores are too
+# noisy even to rank two models, and the result says so.
+MIN_RELIABLE_IMAGES = 50
+
+
+@dataclass
+class PairedScores(Result):
+    """Mean L1, PSNR and SSIM of example-guided translations against their ground truth."""
+
+    pairs: int
+    l1: float
+    psnr: float
+    ssim: float
+
+
+@dataclass
+class DirectionScores(Result):
+    direction: str
+    inputs: int
+    reference_images: int
+    kid_mean: float
+    kid_std: float
+    fid: float
+    diversity_metric: str
+    diversity_lpips: float | None = None  # one of the two diversities is set, the other None
+    diversity_l1: float | None = None
+    paired: PairedScores | None = None
+
+
+@dataclass
+class EvaluateResult(Result):
+    model: str
+    step: int
+    weights: str
+    names: list[str]
+    num_styles: int
+    seed: int
+    image_size: int
+    inception: dict[str, str]
+    skipped: list[str]
+    directions: dict[str, DirectionScores]
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -48,12 +93,13 @@ def prepare(img: Image.Image, cfg) -> Image.Image:
 
 
 def load_images(folder: Path, tr: infer.Translator, skipped: list[str]) -> DomainImages:
-    """The readable images of `folder`; unreadable ones are reported and their names appended to `skipped`."""
+    """The readable images of `folder`; unreadable ones (and files that are not regular files, or
+    too large to prepare within the memory budget) are reported and their names appended to `skipped`."""
     paths = images.list_images(Path(folder))
     keys, prepared = [], []
     for path in paths:
         try:
-            img = prepare(tr.open_image(path), tr.loaded.cfg)
+            img = prepare(tr.read_image(path, size=tr.loaded.cfg.data.load_size), tr.loaded.cfg)
         except MunitError as exc:
             err.print(f"[yellow]skipped:[/] {escape(str(exc))}", markup=True)
             skipped.append(files.display_path(path))
@@ -98,13 +144,11 @@ def evaluate_direction(
     batch_size: int,
     kid_subsets: int,
     bar,
-) -> dict[str, Any]:
+) -> DirectionScores:
     first, spreads = [], []
     for i, img in enumerate(source.images):
-        styles = torch.stack(
-            [infer.sample_style(seed, i * num_styles + k, tr.style_dim) for k in range(num_styles)]
-        )
-        outputs = torch.stack([quantised(x) for x in tr.translate(tr.to_input(img), styles)])
+        codes = torch.stack([styles.sample_style(seed, i * num_styles + k, tr.style_dim) for k in range(num_styles)])
+        outputs = torch.stack([quantised(x) for x in tr.translate_batch(tr.to_input(img), codes)])
         first.append(outputs[0])
         if num_styles > 1:
             spreads.append(metrics.diversity(outputs, lpips))
@@ -112,21 +156,22 @@ def evaluate_direction(
     fake = features(torch.stack(first), net, tr.device, batch_size, bar)
     kid_mean, kid_std = metrics.kid(target_features, fake, subsets=kid_subsets, seed=seed)
     key, label = metrics.diversity_name(lpips)
-    result: dict[str, Any] = {
-        "direction": direction_label(tr),
-        "inputs": len(source.images),
-        "reference_images": len(target.images),
-        "kid_mean": kid_mean,
-        "kid_std": kid_std,
-        "fid": metrics.fid(target_features, fake),
-        key: sum(spreads) / len(spreads) if spreads else None,
-        "diversity_metric": label,
-        "paired": paired_metrics(tr, source, target, bar),
-    }
-    return result
+    diversity = sum(spreads) / len(spreads) if spreads else None
+    return DirectionScores(
+        direction_label(tr),
+        len(source.images),
+        len(target.images),
+        kid_mean,
+        kid_std,
+        metrics.fid(target_features, fake),
+        label,
+        diversity_lpips=diversity if key == metrics.DIVERSITY_LPIPS else None,
+        diversity_l1=diversity if key == metrics.DIVERSITY_L1 else None,
+        paired=paired_metrics(tr, source, target, bar),
+    )
 
 
-def paired_metrics(tr: infer.Translator, source: DomainImages, target: DomainImages, bar) -> dict[str, Any] | None:
+def paired_metrics(tr: infer.Translator, source: DomainImages, target: DomainImages, bar) -> PairedScores | None:
     """Example-guided translation of every input that has a twin of the same name in the target
     set: its content with the twin's encoded style, scored against the twin."""
     twins = {key: j for j, key in enumerate(target.keys)}
@@ -136,20 +181,17 @@ def paired_metrics(tr: infer.Translator, source: DomainImages, target: DomainIma
     outputs, truths = [], []
     for i, j in pairs:
         style = tr.encode_style(target.images[j])[None]
-        outputs.append(quantised(tr.translate(tr.to_input(source.images[i]), style)[0]))
+        outputs.append(quantised(tr.translate_batch(tr.to_input(source.images[i]), style)[0]))
         truths.append(target.pixels[j])
         bar.update(1)
     return paired_scores(torch.stack(outputs), torch.stack(truths))
 
 
-def paired_scores(x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+def paired_scores(x: torch.Tensor, y: torch.Tensor) -> PairedScores:
     """Mean L1, PSNR and SSIM of uint8 images x against their ground truth y."""
-    return {
-        "pairs": len(x),
-        "l1": float(metrics.l1(x, y).mean()),
-        "psnr": float(metrics.psnr(x, y).mean()),
-        "ssim": float(metrics.ssim(x, y).mean()),
-    }
+    return PairedScores(
+        len(x), float(metrics.l1(x, y).mean()), float(metrics.psnr(x, y).mean()), float(metrics.ssim(x, y).mean())
+    )
 
 
 def evaluate(
@@ -164,17 +206,15 @@ def evaluate(
     batch_size: int = 32,
     device: str = "auto",
     kid_subsets: int = metrics.KID_SUBSETS,
-) -> dict[str, Any]:
+) -> EvaluateResult:
     """Both directions' KID, FID, diversity and (with paired test folders) L1, PSNR and SSIM."""
-    if num_styles < 1:
-        raise UsageError(f"--num-styles must be at least 1, got {num_styles}")
+    styles.check_num_styles(num_styles)
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     dev = pick_device(device)
     net = metrics.load_inception(str(dev))  # first: a missing [eval] extra should cost nothing
     lpips = metrics.LPIPS(Path(lpips_weights)).to(dev) if lpips_weights is not None else None
-    model_path = infer.resolve_model_path(model)
-    loaded = checkpoint.load_generator(model_path, dev, use_ema=use_ema)
+    loaded = checkpoint.load_model(model, dev, use_ema=use_ema)
     translators = {target: infer.Translator(loaded, target, dev) for target in "ab"}
     skipped: list[str] = []
     sets = {
@@ -185,7 +225,7 @@ def evaluate(
     n_a, n_b = len(sets["a"].keys), len(sets["b"].keys)
     # counted in images: real and translated sets through Inception, inputs, example-guided pairs
     total = 2 * (n_a + n_b) + (n_a + n_b) + 2 * pairs
-    directions: dict[str, Any] = {}
+    directions: dict[str, DirectionScores] = {}
     with progress("evaluate", total) as bar:
         real = {d: features(sets[d].pixels, net, dev, batch_size, bar) for d in "ab"}
         for source, target in DIRECTIONS:
@@ -202,48 +242,62 @@ def evaluate(
                 kid_subsets=kid_subsets,
                 bar=bar,
             )
-    return {
-        "model": files.display_path(model_path),
-        "step": loaded.step,
-        "weights": weights_used(loaded, use_ema),
-        "names": list(loaded.names),
-        "num_styles": num_styles,
-        "seed": seed,
-        "image_size": loaded.cfg.data.crop_size,
-        "inception": {"file": str(metrics.inception_path()), "sha256": metrics.INCEPTION_SHA256},
-        "skipped": skipped,
-        "directions": directions,
-    }
+    warnings = few_images_warnings(n_a, n_b)
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", markup=True)
+    return EvaluateResult(
+        files.display_path(loaded.path),
+        loaded.step,
+        weights_used(loaded, use_ema),
+        list(loaded.names),
+        num_styles,
+        seed,
+        loaded.cfg.data.crop_size,
+        {"file": str(metrics.inception_path()), "sha256": metrics.INCEPTION_SHA256},
+        skipped,
+        directions,
+        warnings,
+    )
 
 
-def table(result: dict[str, Any]):
+def few_images_warnings(*counts: int) -> list[str]:
+    fewest = min(counts)
+    if fewest >= MIN_RELIABLE_IMAGES:
+        return []
+    return [
+        f"FID and KID from {fewest} images per set are unreliable (FID's bias shrinks only with thousands; "
+        f"use at least {MIN_RELIABLE_IMAGES} test images per domain even for a rough comparison)"
+    ]
+
+
+def table(result: EvaluateResult):
     """The result as a rich table: one row per metric, one column per direction. Title and caption
     are Text, never read as markup, since they carry a path and the domain names."""
     from rich.table import Table
     from rich.text import Text
 
-    directions = list(result["directions"].values())
-    a, b = result["names"]
-    t = Table(title=Text(f"{result['model']} (step {result['step']}, {result['weights']} weights)"))
+    directions = list(result.directions.values())
+    a, b = result.names
+    t = Table(title=Text(f"{result.model} (step {result.step}, {result.weights} weights)"))
     t.add_column("metric", no_wrap=True)
-    for key in result["directions"]:
+    for key in result.directions:
         t.add_column(key.upper().replace("_TO_", " -> "), justify="right", no_wrap=True)
 
     def row(label: str, values: list[Any], fmt: str) -> None:
         t.add_row(label, *("-" if v is None else format(v, fmt) for v in values))
 
-    row("KID x 1000 (mean)", [d["kid_mean"] * 1000 for d in directions], ".2f")
-    row("KID x 1000 (std)", [d["kid_std"] * 1000 for d in directions], ".2f")
-    row("FID", [d["fid"] for d in directions], ".1f")
-    diversities = ((metrics.DIVERSITY_LPIPS, "diversity (LPIPS)"), (metrics.DIVERSITY_L1, "diversity_l1 (not LPIPS)"))
-    for key, label in diversities:
-        if any(key in d for d in directions):
-            row(label, [d.get(key) for d in directions], ".4f")
-    if any(d["paired"] for d in directions):
-        row("paired L1", [d["paired"] and d["paired"]["l1"] for d in directions], ".4f")
-        row("paired PSNR (dB)", [d["paired"] and d["paired"]["psnr"] for d in directions], ".2f")
-        row("paired SSIM", [d["paired"] and d["paired"]["ssim"] for d in directions], ".4f")
+    row("KID x 1000 (mean)", [d.kid_mean * 1000 for d in directions], ".2f")
+    row("KID x 1000 (std)", [d.kid_std * 1000 for d in directions], ".2f")
+    row("FID", [d.fid for d in directions], ".1f")
+    if any(d.diversity_lpips is not None for d in directions):
+        row("diversity (LPIPS)", [d.diversity_lpips for d in directions], ".4f")
+    if any(d.diversity_l1 is not None for d in directions):
+        row("diversity_l1 (not LPIPS)", [d.diversity_l1 for d in directions], ".4f")
+    if any(d.paired for d in directions):
+        row("paired L1", [d.paired and d.paired.l1 for d in directions], ".4f")
+        row("paired PSNR (dB)", [d.paired and d.paired.psnr for d in directions], ".2f")
+        row("paired SSIM", [d.paired and d.paired.ssim for d in directions], ".4f")
     t.caption = Text(
-        f"A = {a}, B = {b}; {result['num_styles']} styles per input, seed {result['seed']}, {result['image_size']} px"
+        f"A = {a}, B = {b}; {result.num_styles} styles per input, seed {result.seed}, {result.image_size} px"
     )
     return t

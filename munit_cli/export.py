@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from torch import nn
 from munit_cli import __version__, checkpoint, files, models
 from munit_cli.config import ModelConfig
 from munit_cli.errors import MunitError, UsageError
+from munit_cli.results import Result
 
 FORMATS = ("bundle", "onnx", "all")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -46,16 +48,45 @@ def normalisation(channels: int) -> str:
     return f"x/127.5 - 1 from 0..255 {'RGB' if channels == 3 else 'grayscale'}"
 
 
+@dataclass
+class BundleInfo(Result):
+    path: str
+    dtype: str
+    bytes: int
+
+
+@dataclass
+class OnnxInfo(Result):
+    files: list[str]
+    sidecar: str
+    opset: int
+    max_abs_diff: float
+    verified: dict[str, dict[str, Any]]
+
+
+@dataclass
+class ExportResult(Result):
+    model: str
+    out: str
+    format: str
+    names: list[str]
+    step: int
+    weights: str
+    bundle: BundleInfo | None = None
+    onnx: OnnxInfo | None = None
+    seconds: float = 0.0
+
+
 def run(
-    model_path: Path,
+    model: str | os.PathLike | None,
     out_dir: Path,
     fmt: str = "all",
     dtype: str = "float32",
     use_ema: bool = True,
     overwrite: bool = False,
-) -> dict[str, Any]:
-    """Export `model_path` (a generator file or a bundle) into `out_dir`; returns a summary.
-    Files already in `out_dir` are only replaced with `overwrite`."""
+) -> ExportResult:
+    """Export MODEL (a run folder, a generator file or a bundle; see `checkpoint.resolve_model_path`)
+    into `out_dir`. Files already in `out_dir` are only replaced with `overwrite`."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}", hint=f"formats: {', '.join(FORMATS)}")
     if dtype not in DTYPES:
@@ -63,32 +94,30 @@ def run(
     if fmt == "onnx" and dtype != "float32":
         raise UsageError("--dtype applies to the bundle; ONNX graphs are always float32")
     started = time.monotonic()
-    loaded = checkpoint.load_generator(model_path, "cpu", use_ema=use_ema)
+    loaded = checkpoint.load_model(model, "cpu", use_ema=use_ema)
     if fmt in ("onnx", "all"):
         require_onnx()  # before anything is written, so a missing extra leaves no half export
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise MunitError(f"{out_dir}: exists and is not a folder")
+    if os.path.lexists(out_dir) and not out_dir.is_dir():
+        raise MunitError(f"{files.display_path(out_dir)}: exists and is not a folder")
     planned = [out_dir / BUNDLE_NAME] if fmt in ("bundle", "all") else []
     if fmt in ("onnx", "all"):
         planned += [out_dir / name for name in graphs(loaded)] + [out_dir / SIDECAR_NAME]
     files.refuse_overwrite(planned, overwrite)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MunitError(f"could not create {files.display_path(out_dir)}: {exc.strerror or exc}") from None
     weights = weights_used(loaded, use_ema)
-    summary: dict[str, Any] = {
-        "model": str(model_path),
-        "out": str(out_dir),
-        "format": fmt,
-        "names": list(loaded.names),
-        "step": loaded.step,
-        "weights": weights,
-    }
+    result = ExportResult(
+        files.display_path(loaded.path), files.display_path(out_dir), fmt, list(loaded.names), loaded.step, weights
+    )
     if fmt in ("bundle", "all"):
-        summary["bundle"] = write_bundle(loaded, out_dir / BUNDLE_NAME, dtype, weights)
+        result.bundle = write_bundle(loaded, out_dir / BUNDLE_NAME, dtype, weights)
     if fmt in ("onnx", "all"):
-        summary["onnx"] = write_onnx(loaded, out_dir, weights)
-    summary["seconds"] = round(time.monotonic() - started, 1)
-    return summary
+        result.onnx = write_onnx(loaded, out_dir, weights)
+    result.seconds = round(time.monotonic() - started, 1)
+    return result
 
 
 def weights_used(loaded: checkpoint.LoadedGenerator, use_ema: bool) -> str:
@@ -119,7 +148,7 @@ def describe(loaded: checkpoint.LoadedGenerator, weights: str) -> dict[str, Any]
 # Bundle
 
 
-def write_bundle(loaded: checkpoint.LoadedGenerator, path: Path, dtype: str, weights: str) -> dict[str, Any]:
+def write_bundle(loaded: checkpoint.LoadedGenerator, path: Path, dtype: str, weights: str) -> BundleInfo:
     channels = loaded.cfg.model.input_dim
     tensors = {k: v.to(DTYPES[dtype]) for k, v in loaded.model.state_dict().items()}
     metadata = {
@@ -133,7 +162,7 @@ def write_bundle(loaded: checkpoint.LoadedGenerator, path: Path, dtype: str, wei
         "munit_version": __version__,
     }
     checkpoint.save_tensors(path, tensors, metadata)
-    return {"path": str(path), "dtype": dtype, "bytes": path.stat().st_size}
+    return BundleInfo(str(path), dtype, path.stat().st_size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,7 +221,7 @@ def sample_inputs(m: ModelConfig, graph: Graph, shape: tuple[int, int, int]) -> 
     return image, torch.randn(batch, m.style_dim, generator=gen)
 
 
-def write_onnx(loaded: checkpoint.LoadedGenerator, out_dir: Path, weights: str) -> dict[str, Any]:
+def write_onnx(loaded: checkpoint.LoadedGenerator, out_dir: Path, weights: str) -> OnnxInfo:
     import onnx
 
     m = loaded.cfg.model
@@ -233,13 +262,13 @@ def write_onnx(loaded: checkpoint.LoadedGenerator, out_dir: Path, weights: str) 
         "munit_version": __version__,
     }
     files.write_atomic(out_dir / SIDECAR_NAME, (json.dumps(sidecar, indent=2) + "\n").encode(), durable=True)
-    return {
-        "files": [str(out_dir / name) for name in verified],
-        "sidecar": str(out_dir / SIDECAR_NAME),
-        "opset": OPSET,
-        "max_abs_diff": max(v["max_abs_diff"] for v in verified.values()),
-        "verified": verified,
-    }
+    return OnnxInfo(
+        [str(out_dir / name) for name in verified],
+        str(out_dir / SIDECAR_NAME),
+        OPSET,
+        max(v["max_abs_diff"] for v in verified.values()),
+        verified,
+    )
 
 
 def fit(n: int, multiple: int) -> int:

@@ -1,92 +1,53 @@
-"""Inference: translate images, make and reuse style codes, interpolate between styles.
+"""Inference: translate images in one or more styles, interpolate between styles, write the results.
 
 Names follow the paper for the A -> B direction: the source generator encodes x_a into its content
 c_a, the target generator decodes c_a with a style s_b into x_ab. Translating B -> A swaps the roles.
 
 Everything here is a plain function the CLI (and the demo) calls. Per-input problems (a missing
-file, a broken image) are reported and skipped, and surface once at the end as a PartialFailure;
-anything that makes the whole run meaningless (no model, a bad style) raises right away.
+file, a broken image, an image too large for the memory budget) are reported and skipped, and
+surface once at the end as a PartialFailure; anything that makes the whole run meaningless (no
+model, a bad style, a bad option) raises before any work.
 """
 
 from __future__ import annotations
 
+import io
+import math
 import os
-import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Literal, Protocol, Sequence
 
 import torch
 from PIL import Image
 from rich.markup import escape
 
 from munit_cli import checkpoint, files, images
+from munit_cli import styles as styles_mod
 from munit_cli.console import err, progress
 from munit_cli.errors import MunitError, PartialFailure, UsageError
+from munit_cli.inputs import STDIN, InputItem, expand_inputs, read_file, stdout_is_terminal, write_stdout
 from munit_cli.models import min_size, size_multiple
-from munit_cli.runtime import hash_seed, pick_device
+from munit_cli.results import Result
+from munit_cli.runtime import pick_device
+from munit_cli.styles import Style, domain_letter
 
-MODEL_ENV = "MUNIT_MODEL"
-STDIN = "-"
-STYLE_KIND = "munit-style"
-STYLE_FORMAT_VERSION = "1"
-SEED_PREFIX = "seed:"
 DEFAULT_TRANSLATE_OUT = "translated"
 STRIP_NAME = "strip.png"
 GIF_NAME = "interpolation.gif"
-FILE_FORMATS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg"}
+ImageFormat = Literal["png", "jpg"]
+FILE_FORMATS: dict[str, ImageFormat] = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg"}
 MODES = ("linear", "slerp")
-
-Record = Callable[[dict], None]
-
-
-# ---------------------------------------------------------------------------------------------
-# Model and domains
-
-
-def resolve_model_path(spec: str | os.PathLike | None) -> Path:
-    """The weights file for MODEL: a run folder gives its newest generator checkpoint; a file (a
-    generator or an export bundle) is used as is; nothing given falls back to $MUNIT_MODEL.
-    The error says everything that was tried."""
-    if spec is None or str(spec) == "":
-        env = os.environ.get(MODEL_ENV)
-        if not env:
-            raise UsageError(
-                "no model given: tried --model (not given) and $MUNIT_MODEL (not set)",
-                hint="pass --model RUN_FOLDER (or a generator or bundle .safetensors), or export MUNIT_MODEL=...",
-            )
-        return _model_file(Path(env), f"${MODEL_ENV}={env}")
-    return _model_file(Path(spec), f"--model {spec}")
-
-
-def _model_file(path: Path, origin: str) -> Path:
-    if path.is_file():
-        return path
-    if path.is_dir():
-        found = checkpoint.newest_generator(path)
-        if found is None:
-            folder = path / checkpoint.CHECKPOINT_DIR
-            raise MunitError(
-                f"{origin}: a folder, but no generator checkpoint in it "
-                f"(tried {files.display_path(folder)}/gen_*.safetensors)",
-                hint="pass a training run folder (munit train --out ...) or a generator or bundle .safetensors file",
-            )
-        return found
-    raise MunitError(f"{origin}: no such file or folder")
-
-
-def run_folder(model_path: Path) -> Path | None:
-    """The training run a generator file belongs to (the folder above its checkpoints/), if any."""
-    model_path = Path(model_path)
-    if model_path.is_dir():
-        return model_path
-    if model_path.parent.name == checkpoint.CHECKPOINT_DIR:
-        return model_path.parent.parent
-    return None
-
-
-def domain_letter(domain: str) -> str:
-    return domain.upper()
+MAX_STEPS = 10_000  # interpolation frames
+FPS_RANGE = (0.01, 100.0)  # a GIF frame lasts 10 ms to 655 s; outside that Pillow cannot write it
+# What one forward pass may use for activations, and what one input's outputs may hold: beyond
+# this an input is skipped with a message naming --size, instead of the process being killed.
+MEMORY_BUDGET = 8 << 30
+OUTPUT_BUDGET = 8 << 30
+# Peak bytes of activations per working pixel and per unit of model.dim, measured for a forward
+# pass on the CPU (tiny preset 43, paper preset 35) and rounded up.
+BYTES_PER_PIXEL_PER_DIM = 48
 
 
 def resolve_domain(value: str, names: Sequence[str]) -> str:
@@ -103,6 +64,18 @@ def resolve_domain(value: str, names: Sequence[str]) -> str:
     )
 
 
+def check_common_options(truncation: float = 1.0, batch_size: int = 1, size: int | None = None) -> None:
+    styles_mod.check_truncation(truncation)
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if size is not None and size < 1:
+        raise UsageError(f"--size must be a positive number of pixels, got {size}")
+
+
+def _gib(n: int) -> str:
+    return f"{n / (1 << 30):g} GiB"
+
+
 @dataclass
 class Translator:
     """A loaded model, a direction and a working-size rule: everything a translation depends on."""
@@ -116,11 +89,17 @@ class Translator:
     def open(
         cls, model: str | os.PathLike | None, to: str, device: str = "auto", size: int | None = None, use_ema: bool = True
     ) -> Translator:
-        if size is not None and size < 1:
-            raise UsageError(f"--size must be a positive number of pixels, got {size}")
+        check_common_options(size=size)
         dev = pick_device(device)
-        loaded = checkpoint.load_generator(resolve_model_path(model), dev, use_ema=use_ema)
-        return cls(loaded, resolve_domain(to, loaded.names), dev, size)
+        loaded = checkpoint.load_model(model, dev, use_ema=use_ema)
+        tr = cls(loaded, resolve_domain(to, loaded.names), dev, size)
+        largest = math.isqrt(tr.max_pixels)
+        if size is not None and size > largest:
+            raise UsageError(
+                f"--size {size} is too large: this model works at a shorter side of at most {largest} px "
+                f"within the {_gib(MEMORY_BUDGET)} memory budget of inference"
+            )
+        return tr
 
     @property
     def source(self) -> str:
@@ -141,16 +120,61 @@ class Translator:
         return self.loaded.cfg.model.style_dim
 
     @property
-    def mode(self) -> str:
+    def mode(self) -> Literal["RGB", "L"]:
         return "L" if self.loaded.cfg.model.input_dim == 1 else "RGB"
 
-    def work_size(self, width: int, height: int) -> tuple[int, int]:
+    @property
+    def max_pixels(self) -> int:
+        """The most pixels one forward pass may work at within MEMORY_BUDGET."""
+        return MEMORY_BUDGET // (BYTES_PER_PIXEL_PER_DIM * self.loaded.cfg.model.dim)
+
+    def work_size(self, width: int, height: int, size: int | None = None) -> tuple[int, int]:
         """Width and height to run the networks at: the input's (or scaled so the shorter side is
-        `size`), rounded to the nearest size the networks take (the same rule as exported graphs)."""
+        `size`, by default the translator's), rounded to the nearest size the networks take (the
+        same rule as exported graphs)."""
         m = self.loaded.cfg.model
         step, smallest = size_multiple(m), min_size(m)
-        scale = 1.0 if self.size is None else self.size / min(width, height)
-        return tuple(max(smallest, step * round(v * scale / step)) for v in (width, height))  # type: ignore[return-value]
+        size = self.size if size is None else size
+        scale = 1.0 if size is None else size / min(width, height)
+        return max(smallest, step * round(width * scale / step)), max(smallest, step * round(height * scale / step))
+
+    def check_fits(self, width: int, height: int, name: str, outputs: int = 1, size: int | None = None) -> None:
+        """Refuse an input whose working size would exceed the memory budget, or whose `outputs`
+        translations at its own size would not fit in OUTPUT_BUDGET."""
+        w, h = self.work_size(width, height, size)
+        if w * h > self.max_pixels:
+            smallest = min_size(self.loaded.cfg.model)
+            aspect = max(width, height) / min(width, height)
+            fits = math.isqrt(int(self.max_pixels / aspect))
+            hint = (
+                f"pass --size {fits} or less to work smaller"
+                if fits >= smallest
+                else "its sides are too unequal to fit at any --size"
+            )
+            raise images.ImageError(
+                name,
+                f"{width}x{height} would be worked at {w}x{h}, over the {_gib(MEMORY_BUDGET)} memory budget of "
+                f"inference ({self.max_pixels / 1e6:.1f} megapixels for this model); {hint}",
+            )
+        held = outputs * width * height * (1 if self.mode == "L" else 3)
+        if held > OUTPUT_BUDGET:
+            raise images.ImageError(
+                name,
+                f"{outputs} translations at {width}x{height} would hold {held / (1 << 30):.1f} GiB of images, over "
+                f"the {_gib(OUTPUT_BUDGET)} budget; use fewer styles or steps, or a smaller input",
+            )
+
+    def read_image(self, source: Path | bytes, name: str | None = None, outputs: int = 1, size: int | None = None) -> Image.Image:
+        """An input decoded in the model's colour mode. A file that is not a regular file, or whose
+        size (read from its header, before decoding) does not fit `check_fits`, is refused."""
+        name = name or (files.display_path(source) if isinstance(source, Path) else "image data")
+        data = source if isinstance(source, bytes) else read_file(source, name)
+        claimed = _header_size(data)
+        if claimed is not None:
+            self.check_fits(*claimed, name, outputs, size)
+        img = images.open_image(data, mode=self.mode, name=name)
+        self.check_fits(*img.size, name, outputs, size)  # EXIF orientation may have turned it
+        return img
 
     def to_input(self, img: Image.Image) -> torch.Tensor:
         """(1, C, h, w) in [-1, 1] at the working size."""
@@ -160,17 +184,17 @@ class Translator:
     def to_output(self, x: torch.Tensor, size: tuple[int, int]) -> Image.Image:
         return images.resize(images.tensor_to_image(x.float()), size)
 
-    def open_image(self, source: Path | bytes, name: str | None = None) -> Image.Image:
-        return images.open_image(source, mode=self.mode, name=name)
-
     @torch.no_grad()
     def encode_style(self, img: Image.Image) -> torch.Tensor:
         """The target domain's style of a reference image: (style_dim,)."""
         gen_b = self.loaded.model.generator(self.target)
         return gen_b.style_encoder(self.to_input(img))[0].float().cpu()
 
+    def reference_style(self, path: Path) -> torch.Tensor:
+        return self.encode_style(self.read_image(path))
+
     @torch.no_grad()
-    def translate(self, x_a: torch.Tensor, styles: torch.Tensor) -> list[torch.Tensor]:
+    def translate_batch(self, x_a: torch.Tensor, styles: torch.Tensor) -> list[torch.Tensor]:
         """x_a (n, C, h, w) -> one x_ab (n, C, h, w) per style in `styles` (K, style_dim); the
         content is encoded once and shared by every style."""
         gen_a = self.loaded.model.generator(self.source)
@@ -180,217 +204,15 @@ class Translator:
         return [gen_b.decode(c_a, s_b.expand(n, -1)) for s_b in styles.to(self.device)]
 
 
-# ---------------------------------------------------------------------------------------------
-# Inputs
-
-
-@dataclass
-class InputItem:
-    """One image to translate. `stem` names its outputs (unique within a run); `problem` marks an
-    input known to be unusable before reading it (a glob that matched nothing)."""
-
-    name: str
-    stem: str
-    path: Path | None = None
-    data: bytes | None = None
-    problem: str | None = None
-
-    @property
-    def source(self) -> Path | bytes:
-        return self.data if self.data is not None else self.path  # type: ignore[return-value]
-
-
-def unique_name(name: str, taken: set[str]) -> str:
-    """`name`, or name-2, name-3, ... when taken; the result is added to `taken`."""
-    unique, n = name, 1
-    while unique in taken:
-        n += 1
-        unique = f"{name}-{n}"
-    taken.add(unique)
-    return unique
-
-
-def read_stdin(stream: BinaryIO | None = None) -> bytes:
-    stream = stream or sys.stdin.buffer
-    if stream.isatty():
-        raise UsageError("'-' reads image bytes from stdin, but stdin is a terminal", hint="cat in.png | munit ... -")
-    return stream.read()
-
-
-def expand_inputs(specs: Sequence[str], stdin: BinaryIO | None = None) -> list[InputItem]:
-    """Files, folders (recursively, sorted), globs (sorted) and '-' (stdin, once) as input items,
-    in the order given. Missing files stay in the list: reading them fails per input, later."""
-    import glob
-
-    items: list[InputItem] = []
-    stems: set[str] = set()
-
-    def add(name: str, stem: str, **kwargs) -> None:
-        items.append(InputItem(name, unique_name(stem, stems), **kwargs))
-
-    def add_path(path: Path, name: str) -> None:
-        if path.is_dir():
-            found = images.list_images(path)
-            if not found:
-                add(name, path.name or "folder", problem="no images found in this folder")
-            for p in found:
-                add(files.display_path(p), p.relative_to(path).with_suffix("").as_posix(), path=p)
-        else:
-            add(name, path.stem or "image", path=path)
-
-    if list(specs).count(STDIN) > 1:
-        raise UsageError("'-' (stdin) can be given only once")
-    for spec in specs:
-        if spec == STDIN:
-            add("stdin", "stdin", data=read_stdin(stdin))
-        elif any(ch in spec for ch in "*?[") and not Path(spec).exists():
-            matches = sorted(glob.glob(spec, recursive=True))
-            if not matches:
-                add(spec, Path(spec).stem or "glob", problem="no files match this pattern")
-            for match in matches:
-                add_path(Path(match), files.display_path(match))
-        else:
-            add_path(Path(spec), files.display_path(spec))
-    if not items:
-        raise UsageError("no inputs given")
-    return items
-
-
-# ---------------------------------------------------------------------------------------------
-# Styles
-
-
-@dataclass
-class Style:
-    """A style code for the target domain. `label` is a spec that gives it back (seed:7:2, a file);
-    `tag` is a short unique name for files made with it."""
-
-    label: str
-    tag: str
-    code: torch.Tensor  # (style_dim,)
-
-
-def sample_style(seed: int, index: int, style_dim: int, truncation: float = 1.0) -> torch.Tensor:
-    """Style `index` of `seed`, drawn from N(0, I) by a generator of its own, so it is the same
-    whatever else is sampled, translated or batched; scaled by `truncation` toward the mean 0."""
-    g = torch.Generator().manual_seed(hash_seed(seed, "style", index))
-    return torch.randn(style_dim, generator=g) * truncation
-
-
-def check_options(truncation: float = 1.0, batch_size: int = 1) -> None:
-    if not 0 < truncation <= 1:
-        raise UsageError(f"--truncation must be in (0, 1], got {truncation}")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
-
-
-def seed_label(seed: int, index: int) -> str:
-    return f"{SEED_PREFIX}{seed}" if index == 0 else f"{SEED_PREFIX}{seed}:{index}"
-
-
-def parse_seed_spec(spec: str) -> tuple[int, int]:
-    parts = spec[len(SEED_PREFIX) :].split(":")
-    try:
-        if len(parts) > 2:
-            raise ValueError
-        seed, index = int(parts[0]), int(parts[1]) if len(parts) == 2 else 0
-    except ValueError:
-        raise UsageError(f"bad style {spec!r}: expected seed:N or seed:N:K (integers)") from None
-    if index < 0:
-        raise UsageError(f"bad style {spec!r}: the style index K must be 0 or more")
-    return seed, index
-
-
-def style_metadata(tr: Translator, domain: str, source: str) -> dict[str, str]:
-    return {
-        "format": STYLE_KIND,
-        "format_version": STYLE_FORMAT_VERSION,
-        "domain": domain_letter(domain),
-        "domain_name": tr.domain_name(domain),
-        "style_dim": str(tr.style_dim),
-        "fingerprint": tr.loaded.fingerprint,
-        "source": source,
-    }
-
-
-def save_style(path: Path, code: torch.Tensor, tr: Translator, domain: str, source: str) -> Path:
-    """A style file: the code as tensor 'style' (style_dim,), and metadata naming its model and domain."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MunitError(f"could not write {files.display_path(path)}: {exc.strerror or exc}") from None
-    checkpoint.save_tensors(path, {"style": code.float().reshape(-1)}, style_metadata(tr, domain, source))
-    return path
-
-
-def load_style(path: Path, tr: Translator, domain: str) -> torch.Tensor:
-    """The code of a style file made by this model for `domain`; anything else is a clear error."""
-    tensors, meta = checkpoint.read_tensors(path, STYLE_KIND)
-    name = files.display_path(path)
-    if meta.get("format_version") != STYLE_FORMAT_VERSION:
-        raise MunitError(f"{name}: unsupported style format version {meta.get('format_version')!r}")
-    if meta.get("fingerprint") != tr.loaded.fingerprint:
-        raise MunitError(
-            f"{name}: this style was made by another model (fingerprint {meta.get('fingerprint')!r}, "
-            f"this model {tr.loaded.fingerprint!r})",
-            hint="a style works only with the run that made it: make one for this model with "
-            "`munit style encode` or `munit style sample`",
-        )
-    if meta.get("domain") != domain_letter(domain):
-        raise MunitError(
-            f"{name}: a style for domain {meta.get('domain')} ({meta.get('domain_name')}), "
-            f"but this needs one for {tr.domain_label(domain)}",
-            hint=f"translate with --to {meta.get('domain')}, or make a style for {domain_letter(domain)}",
-        )
-    code = tensors.get("style")
-    if code is None or code.numel() != tr.style_dim:
-        raise MunitError(f"{name}: broken style file (expected a 'style' tensor of {tr.style_dim} values)")
-    return code.float().reshape(-1)
-
-
-def resolve_style(spec: str, tr: Translator, truncation: float = 1.0) -> Style:
-    """A style for the target domain from `seed:N[:K]`, a style file or a reference image
-    (encoded by the target domain's style encoder). Truncation applies to sampled styles only."""
-    if spec.startswith(SEED_PREFIX):
-        seed, index = parse_seed_spec(spec)
-        tag = f"seed{seed}" if index == 0 else f"seed{seed}-{index}"
-        return Style(seed_label(seed, index), tag, sample_style(seed, index, tr.style_dim, truncation))
-    path = Path(spec)
-    if not path.is_file():
-        raise UsageError(
-            f"style {spec!r}: no such file", hint="a style is a style file (.safetensors), a reference image or seed:N"
-        )
-    if path.suffix.lower() in images.IMAGE_EXTENSIONS:
-        code = tr.encode_style(tr.open_image(path))
-    else:
-        code = load_style(path, tr, tr.target)
-    return Style(spec, path.stem or "style", code)
-
-
-def resolve_styles(
-    tr: Translator, specs: Sequence[str] = (), num_styles: int | None = None, seed: int = 0, truncation: float = 1.0
-) -> list[Style]:
-    """`--style` specs in order, or `num_styles` sampled styles seed:SEED, seed:SEED:1, ...
-    (one when neither is given). Tags are made unique."""
-    if specs and num_styles is not None:
-        raise UsageError("give --style or --num-styles, not both", hint="add seed:N to --style for sampled styles")
-    if num_styles is not None and num_styles < 1:
-        raise UsageError(f"--num-styles must be at least 1, got {num_styles}")
-    specs = list(specs) or [seed_label(seed, k) for k in range(num_styles or 1)]
-    styles = [resolve_style(spec, tr, truncation) for spec in specs]
-    tags: set[str] = set()
-    for style in styles:
-        style.tag = unique_name(style.tag, tags)
-    return styles
-
-
-def style_paths(folder: Path, styles: Sequence[Style]) -> list[Path]:
-    return [Path(folder) / f"{s.tag}.safetensors" for s in styles]
-
-
-def save_styles(folder: Path, styles: Sequence[Style], tr: Translator) -> list[Path]:
-    return [save_style(path, s.code, tr, tr.target, s.label) for path, s in zip(style_paths(folder, styles), styles)]
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height as the image's header states them, without decoding the pixels."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                return img.size
+        except Exception:  # Pillow raises many types for damaged data; decoding names the reason
+            return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,68 +220,71 @@ def save_styles(folder: Path, styles: Sequence[Style], tr: Translator) -> list[P
 
 
 @dataclass
-class Result:
+class Translation:
+    """One input's translations, or why it has none."""
+
     item: InputItem
     image: Image.Image | None = None  # the input as read
     outputs: list[Image.Image] = field(default_factory=list)  # one per style, at the input's size
     error: str | None = None
 
 
-def iter_translations(
+def translate_items(
     tr: Translator, items: Sequence[InputItem], styles: torch.Tensor, batch_size: int = 1, bar=None
-) -> Iterator[Result]:
-    """Translate every input with every style (K, style_dim), `batch_size` inputs at a time, in
-    input order. An input that cannot be read yields a Result with `error` and the rest go on.
+) -> Iterator[Translation]:
+    """Translate every input with every style (K, style_dim), up to `batch_size` inputs (and the
+    memory budget) at a time, in input order. An input that cannot be read or does not fit
+    yields a Translation with `error`, and the rest go on.
 
     Styles never depend on the batch; pixels can differ in the last bit between batch sizes
     (batched convolutions round differently), so the default batch size of 1 is the reference."""
     for start in range(0, len(items), batch_size):
-        results = [_read(tr, item) for item in items[start : start + batch_size]]
-        by_size: dict[tuple[int, int], list[Result]] = {}
+        results = [_read(tr, item, len(styles)) for item in items[start : start + batch_size]]
+        by_size: dict[tuple[int, int], list[tuple[Translation, Image.Image]]] = {}
         for r in results:
-            if r.error is None:
-                by_size.setdefault(tr.work_size(*r.image.size), []).append(r)  # type: ignore[union-attr]
-        for group in by_size.values():
-            _translate_group(tr, group, styles)
+            if r.image is not None:
+                by_size.setdefault(tr.work_size(*r.image.size), []).append((r, r.image))
+        for (w, h), group in by_size.items():
+            per_pass = max(1, tr.max_pixels // (w * h))
+            for first in range(0, len(group), per_pass):
+                _translate_group(tr, group[first : first + per_pass], styles)
         for r in results:
             if bar is not None:
                 bar.update(1)
             yield r
 
 
-def _read(tr: Translator, item: InputItem) -> Result:
+def _read(tr: Translator, item: InputItem, outputs: int) -> Translation:
     try:
-        if item.problem:
-            raise images.ImageError(item.name, item.problem)
-        return Result(item, tr.open_image(item.source, name=item.name))
+        return Translation(item, tr.read_image(item.read(), item.name, outputs))
     except MunitError as exc:
-        return Result(item, error=str(exc))
+        return Translation(item, error=str(exc))
 
 
-def _translate_group(tr: Translator, group: list[Result], styles: torch.Tensor) -> None:
-    x_a = torch.cat([tr.to_input(r.image) for r in group])
+def _translate_group(tr: Translator, group: list[tuple[Translation, Image.Image]], styles: torch.Tensor) -> None:
+    x_a = torch.cat([tr.to_input(image) for _, image in group])
     try:
-        x_ab = tr.translate(x_a, styles)
+        x_ab = tr.translate_batch(x_a, styles)
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
-        for r in group:
+        for r, _ in group:
             r.error = f"{r.item.name}: out of GPU memory at {x_a.shape[-1]}x{x_a.shape[-2]} (try --size or --batch-size 1)"
         return
-    for i, r in enumerate(group):
-        r.outputs = [tr.to_output(x[i], r.image.size) for x in x_ab]
+    for i, (r, image) in enumerate(group):
+        r.outputs = [tr.to_output(x[i], image.size) for x in x_ab]
 
 
-def translated(
+def translate_with_progress(
     tr: Translator, items: Sequence[InputItem], styles: torch.Tensor, batch_size: int, task: str, failed: list[str]
-) -> Iterator[Result]:
-    """`iter_translations` under a progress bar, yielding only the inputs that translated; each
-    one that could not be read is reported on stderr and its name appended to `failed`."""
+) -> Iterator[tuple[Translation, Image.Image]]:
+    """`translate_items` under a progress bar, yielding only the inputs that translated (with
+    the input image); each one that failed is reported on stderr and its name appended to `failed`."""
     with progress(task, len(items), enabled=len(items) > 1) as bar:
-        for r in iter_translations(tr, items, styles, batch_size, bar):
-            if r.error is None:
-                yield r
+        for r in translate_items(tr, items, styles, batch_size, bar):
+            if r.image is not None and r.error is None:
+                yield r, r.image
             else:
-                err.print(f"[yellow]skipped:[/] {escape(r.error)}", markup=True)
+                err.print(f"[yellow]skipped:[/] {escape(r.error or r.item.name)}", markup=True)
                 failed.append(r.item.name)
 
 
@@ -492,12 +317,129 @@ def image_grid(rows: Sequence[Sequence[Image.Image]], pad: int = 2) -> Image.Ima
     return grid
 
 
+def check_output_folder(folder: Path, option: str = "--out") -> None:
+    """A folder for several outputs: refused when the path exists as something else."""
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise MunitError(
+            f"{option} {files.display_path(folder)}: exists and is not a folder, but several outputs go there",
+            hint="name a folder (it is created if needed)",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# translate: where the outputs go
+
+
+class Sink(Protocol):
+    """Where translate's outputs go: a folder, one image file or stdout."""
+
+    label: str
+
+    def planned(self, items: Sequence[InputItem], styles: Sequence[Style]) -> list[Path]:
+        """The files it will create, checked against --overwrite before any work."""
+        ...
+
+    def add(self, r: Translation, image: Image.Image, styles: Sequence[Style]) -> list[str]:
+        """Take one input's translations; returns where each style's output went."""
+        ...
+
+    def finish(self, styles: Sequence[Style]) -> None: ...
+
+
+class FolderSink:
+    """INPUTSTEM_STYLETAG.png per output, or INPUTSTEM_grid.png per input with `grid`."""
+
+    def __init__(self, folder: Path, grid: bool):
+        check_output_folder(folder)
+        self.folder, self.grid, self.label = folder, grid, files.display_path(folder)
+
+    def outputs(self, stem: str, styles: Sequence[Style]) -> list[Path]:
+        if self.grid:
+            return [self.folder / f"{stem}_grid.png"]
+        return [self.folder / f"{stem}_{s.tag}.png" for s in styles]
+
+    def planned(self, items: Sequence[InputItem], styles: Sequence[Style]) -> list[Path]:
+        return [p for item in items if not item.problem for p in self.outputs(item.stem, styles)]
+
+    def add(self, r: Translation, image: Image.Image, styles: Sequence[Style]) -> list[str]:
+        paths = self.outputs(r.item.stem, styles)
+        if self.grid:
+            images.save_png(image_grid([[image, *r.outputs]]), paths[0])
+            return [str(paths[0])] * len(styles)
+        return [str(images.save_png(img, path)) for img, path in zip(r.outputs, paths)]
+
+    def finish(self, styles: Sequence[Style]) -> None:
+        pass
+
+
+class PictureSink:
+    """One picture written at the end: the single output, or a grid with one row per input (the
+    input, then its translations) when there are several."""
+
+    def __init__(self, label: str, fmt: ImageFormat, grid: bool, write: Callable[[bytes], None], path: Path | None = None):
+        self.label, self.fmt, self.grid, self.write, self.path = label, fmt, grid, write, path
+        self.rows: list[list[Image.Image]] = []
+
+    def planned(self, items: Sequence[InputItem], styles: Sequence[Style]) -> list[Path]:
+        return [] if self.path is None else [self.path]
+
+    def add(self, r: Translation, image: Image.Image, styles: Sequence[Style]) -> list[str]:
+        self.rows.append([image, *r.outputs])
+        return [self.label] * len(styles)
+
+    def finish(self, styles: Sequence[Style]) -> None:
+        if not self.rows:
+            return
+        single = len(self.rows) == 1 and len(styles) == 1 and not self.grid
+        self.write(images.encode_image(self.rows[0][1] if single else image_grid(self.rows), self.fmt))
+
+
+def stdout_sink(grid: bool, json_records: bool) -> PictureSink:
+    if json_records:
+        raise UsageError("--json and --out - both write to stdout", hint="write the images to a folder with --out DIR")
+    if stdout_is_terminal():
+        raise UsageError("refusing to write PNG bytes to a terminal", hint="redirect stdout (> out.png) or pass --out")
+    return PictureSink(STDIN, "png", grid, write_stdout)
+
+
+def file_sink(path: Path, grid: bool) -> PictureSink:
+    return PictureSink(files.display_path(path), FILE_FORMATS[path.suffix.lower()], grid, lambda data: files.write_atomic(path, data), path)
+
+
+def output_sink(out: str | os.PathLike | None, reads_stdin: bool, grid: bool, json_records: bool) -> Sink:
+    """The sink --out names. Without --out: stdout when the input came from stdin (a pipeline),
+    else the folder 'translated'. An image name munit cannot write is refused, not made a folder."""
+    if out is None:
+        out = STDIN if reads_stdin else DEFAULT_TRANSLATE_OUT
+    if str(out) == STDIN:
+        return stdout_sink(grid, json_records)
+    path = Path(out)
+    suffix = path.suffix.lower()
+    if suffix in FILE_FORMATS and not path.is_dir():
+        return file_sink(path, grid)
+    if suffix in images.IMAGE_EXTENSIONS and not path.is_dir():
+        raise UsageError(
+            f"--out {files.display_path(path)}: munit writes .png or .jpg images, not {suffix}",
+            hint="name a .png or .jpg file, or a folder",
+        )
+    return FolderSink(path, grid)
+
+
 # ---------------------------------------------------------------------------------------------
 # translate
 
 
 @dataclass
-class TranslateSummary:
+class OutputRecord(Result):
+    """One output as `--json` reports it."""
+
+    input: str
+    style: str
+    path: str
+
+
+@dataclass
+class TranslateResult(Result):
     total: int
     outputs: int
     failed: list[str]
@@ -508,20 +450,7 @@ class TranslateSummary:
         raise_for_failures(self.failed, self.total)
 
 
-def output_target(out: str | os.PathLike | None, reads_stdin: bool) -> tuple[str, Path | None]:
-    """('stdout', None), ('file', path) or ('dir', path). Without --out: stdout when the input
-    came from stdin (a pipeline), else the folder 'translated'."""
-    if out is None:
-        out = STDIN if reads_stdin else DEFAULT_TRANSLATE_OUT
-    if str(out) == STDIN:
-        return "stdout", None
-    path = Path(out)
-    if path.suffix.lower() in FILE_FORMATS and not path.is_dir():
-        return "file", path
-    return "dir", path
-
-
-def translate(
+def translate_files(
     inputs: Sequence[str],
     *,
     model: str | os.PathLike | None,
@@ -537,84 +466,47 @@ def translate(
     batch_size: int = 1,
     device: str = "auto",
     use_ema: bool = True,
-    on_record: Record | None = None,
-    stdin: BinaryIO | None = None,
-    stdout: BinaryIO | None = None,
+    on_record: Callable[[OutputRecord], None] | None = None,
     overwrite: bool = False,
-) -> TranslateSummary:
-    """Translate every input with every style and write the results.
-
-    A folder gets INPUTSTEM_STYLETAG.png per output (or INPUTSTEM_grid.png per input with `grid`:
-    the input, then its translations). A file or stdout gets the single output, or a grid of all
-    inputs (one row each) when there are several. `on_record` receives {input, style, path} per
-    output as it is written. Existing files are only replaced with `overwrite`."""
-    check_options(truncation, batch_size)
-    kind, target = output_target(out, STDIN in inputs)
-    if kind == "stdout":
-        stdout = stdout or sys.stdout.buffer
-        if on_record is not None:
-            raise UsageError("--json and --out - both write to stdout", hint="write the images to a folder with --out DIR")
-        if stdout.isatty():
-            raise UsageError("refusing to write PNG bytes to a terminal", hint="redirect stdout (> out.png) or pass --out")
-    items = expand_inputs(inputs, stdin)
+) -> TranslateResult:
+    """Translate every input with every style and write the results to the sink --out names.
+    `on_record` receives an OutputRecord per output as it is written. Existing files are only
+    replaced with `overwrite`."""
+    check_common_options(truncation, batch_size, size)
+    styles_mod.check_num_styles(num_styles)
+    sink = output_sink(out, STDIN in inputs, grid, on_record is not None)
+    items = expand_inputs(inputs)
     tr = Translator.open(model, to, device, size, use_ema)
-    chosen = resolve_styles(tr, styles, num_styles, seed, truncation)
-    planned = [target] if kind == "file" else []
-    if kind == "dir":
-        planned += [p for item in items if not item.problem for p in folder_outputs(target, item.stem, chosen, grid)]
+    chosen = styles_mod.resolve_styles(tr, styles, num_styles, seed, truncation)
+    planned = sink.planned(items, chosen)
     if save_styles_to is not None:
-        planned += style_paths(save_styles_to, chosen)
+        planned += styles_mod.style_paths(save_styles_to, chosen)
     files.refuse_overwrite(planned, overwrite)
     if save_styles_to is not None:
-        save_styles(save_styles_to, chosen, tr)
+        styles_mod.save_styles(save_styles_to, chosen, tr)
     codes = torch.stack([s.code for s in chosen])
-    records = on_record or (lambda record: None)
-    sink_label = STDIN if kind == "stdout" else files.display_path(target)  # type: ignore[arg-type]
 
-    rows: list[list[Image.Image]] = []
     failed: list[str] = []
     written = 0
-    for r in translated(tr, items, codes, batch_size, "translate", failed):
-        if kind == "dir":
-            paths = _save_in_folder(target, r, chosen, grid)  # type: ignore[arg-type]
-        else:
-            rows.append([r.image, *r.outputs])
-            paths = [sink_label] * len(chosen)
+    for r, image in translate_with_progress(tr, items, codes, batch_size, "translate", failed):
+        paths = sink.add(r, image, chosen)
         written += len(r.outputs)
-        for style, path in zip(chosen, paths):
-            records({"input": r.item.name, "style": style.label, "path": path})
-
-    if rows:
-        single = len(rows) == 1 and len(chosen) == 1 and not grid
-        picture = rows[0][1] if single else image_grid(rows)
-        fmt = FILE_FORMATS.get(target.suffix.lower(), "png") if kind == "file" else "png"  # type: ignore[union-attr]
-        data = images.encode_image(picture, fmt)
-        if kind == "file":
-            files.write_atomic(target, data)  # type: ignore[arg-type]
-        else:
-            stdout.write(data)  # type: ignore[union-attr]
-            stdout.flush()  # type: ignore[union-attr]
-    return TranslateSummary(len(items), written, failed, sink_label, [s.label for s in chosen])
-
-
-def folder_outputs(folder: Path, stem: str, styles: Sequence[Style], grid: bool) -> list[Path]:
-    """The files one input's translations go to in a folder: one per style, or one grid."""
-    if grid:
-        return [folder / f"{stem}_grid.png"]
-    return [folder / f"{stem}_{s.tag}.png" for s in styles]
-
-
-def _save_in_folder(folder: Path, r: Result, styles: Sequence[Style], grid: bool) -> list[str]:
-    """What one input's outputs were written to, one path per style (the same grid for all)."""
-    paths = folder_outputs(folder, r.item.stem, styles, grid)
-    if grid:
-        images.save_png(image_grid([[r.image, *r.outputs]]), paths[0])  # type: ignore[list-item]
-        return [str(paths[0])] * len(styles)
-    return [str(images.save_png(img, path)) for img, path in zip(r.outputs, paths)]
+        if on_record is not None:
+            for style, path in zip(chosen, paths):
+                on_record(OutputRecord(r.item.name, style.label, path))
+    sink.finish(chosen)
+    return TranslateResult(len(items), written, failed, sink.label, [s.label for s in chosen])
 
 
 # ---------------------------------------------------------------------------------------------
 # Style files from the command line
+
+
+@dataclass
+class StyleFileResult(Result):
+    path: Path
+    domain: str
+    source: str
 
 
 def encode_style_file(
@@ -627,12 +519,13 @@ def encode_style_file(
     device: str = "auto",
     use_ema: bool = True,
     overwrite: bool = False,
-) -> Path:
+) -> StyleFileResult:
     """The style of `image` as seen by `domain`'s style encoder, saved as a style file."""
     files.refuse_overwrite([Path(out)], overwrite)
     tr = Translator.open(model, domain, device, size, use_ema)
-    code = tr.encode_style(tr.open_image(Path(image)))
-    return save_style(out, code, tr, tr.target, files.display_path(image))
+    source = files.display_path(image)
+    path = styles_mod.save_style(out, tr.reference_style(Path(image)), tr, tr.target, source)
+    return StyleFileResult(path, tr.domain_label(tr.target), source)
 
 
 def sample_style_file(
@@ -644,28 +537,35 @@ def sample_style_file(
     index: int = 0,
     truncation: float = 1.0,
     overwrite: bool = False,
-) -> Path:
+) -> StyleFileResult:
     """Style seed:SEED[:INDEX] (the same one `--style seed:SEED` gives), saved as a style file."""
-    check_options(truncation)
+    styles_mod.check_truncation(truncation)
     if index < 0:
         raise UsageError(f"--index must be 0 or more, got {index}")
     files.refuse_overwrite([Path(out)], overwrite)
     tr = Translator.open(model, domain, "cpu")
-    code = sample_style(seed, index, tr.style_dim, truncation)
-    return save_style(out, code, tr, tr.target, seed_label(seed, index))
+    code = styles_mod.sample_style(seed, index, tr.style_dim, truncation)
+    label = styles_mod.seed_label(seed, index)
+    return StyleFileResult(styles_mod.save_style(out, code, tr, tr.target, label), tr.domain_label(tr.target), label)
 
 
 # ---------------------------------------------------------------------------------------------
 # interpolate
 
 
+def check_interpolation(steps: int, mode: str, fps: float) -> None:
+    if not 2 <= steps <= MAX_STEPS:
+        raise UsageError(f"--steps must be from 2 to {MAX_STEPS}, got {steps}")
+    if mode not in MODES:
+        raise UsageError(f"unknown --mode {mode!r}", hint=f"use {' or '.join(MODES)}")
+    low, high = FPS_RANGE
+    if not low <= fps <= high:  # also refuses nan
+        raise UsageError(f"--fps must be from {low:g} to {high:g}, got {fps}")
+
+
 def interpolate_styles(s1: torch.Tensor, s2: torch.Tensor, steps: int, mode: str = "linear") -> torch.Tensor:
     """(steps, style_dim) codes from s1 to s2; the ends are s1 and s2 bit for bit. slerp follows
     the great circle (codes keep a prior-like norm); it falls back to linear for (anti)parallel codes."""
-    if steps < 2:
-        raise UsageError(f"--steps must be at least 2, got {steps}")
-    if mode not in MODES:
-        raise UsageError(f"unknown --mode {mode!r}", hint=f"use {' or '.join(MODES)}")
     codes = [s1]
     cos = torch.dot(s1, s2) / (s1.norm() * s2.norm()).clamp_min(1e-12)
     omega = torch.arccos(cos.clamp(-1.0, 1.0))
@@ -681,7 +581,7 @@ def interpolate_styles(s1: torch.Tensor, s2: torch.Tensor, steps: int, mode: str
 
 
 @dataclass
-class InterpolateSummary:
+class InterpolateResult(Result):
     total: int
     failed: list[str]
     frames: list[str]
@@ -691,17 +591,15 @@ class InterpolateSummary:
     def raise_for_failures(self) -> None:
         raise_for_failures(self.failed, self.total)
 
-    def to_dict(self) -> dict:
-        return {"frames": self.frames, "strip": self.strip, "gif": self.gif, "failed": self.failed}
 
-
-def _frame_path(out: Path, stem: str, t: int) -> Path:
-    return out / "frames" / f"{stem}_{t:03d}.png"
+def frame_path(out: Path, stem: str, t: int, steps: int) -> Path:
+    """Frame numbers have as many digits as the last one needs (at least 3), so names sort in order."""
+    return out / "frames" / f"{stem}_{t:0{max(3, len(str(steps - 1)))}d}.png"
 
 
 def preview_inputs(model_path: Path, source: str) -> Path:
     """The fixed preview inputs a training run saved for `source` (preview/A or preview/B)."""
-    run = run_folder(model_path)
+    run = checkpoint.run_folder(model_path)
     if run is None:
         raise UsageError(
             f"{files.display_path(model_path)} is not inside a training run, so there are no preview inputs",
@@ -730,39 +628,38 @@ def interpolate(
     batch_size: int = 1,
     device: str = "auto",
     use_ema: bool = True,
-    stdin: BinaryIO | None = None,
     overwrite: bool = False,
-) -> InterpolateSummary:
+) -> InterpolateResult:
     """Translate the input(s) with styles moving from `style_a` to `style_b` in `steps` frames.
 
     Writes OUT/frames/STEM_NNN.png, OUT/strip.png (a row of frames per input) and, with `gif`,
     OUT/interpolation.gif (frame t shows every input side by side). The frames go through the
     same loop as `translate`, so the first and last equal `translate --style A` / `--style B`.
     Existing files are only replaced with `overwrite`."""
-    check_options(truncation, batch_size)
-    if fps <= 0:
-        raise UsageError(f"--fps must be positive, got {fps}")
+    check_common_options(truncation, batch_size, size)
+    check_interpolation(steps, mode, fps)
+    out = Path(out)
+    check_output_folder(out)
     tr = Translator.open(model, to, device, size, use_ema)
-    s1 = resolve_style(style_a, tr, truncation).code
-    s2 = resolve_style(style_b, tr, truncation).code
+    s1 = styles_mod.resolve_style(style_a, tr, truncation).code
+    s2 = styles_mod.resolve_style(style_b, tr, truncation).code
     codes = interpolate_styles(s1, s2, steps, mode)
     spec = input if input is not None else str(preview_inputs(tr.loaded.path, tr.source))
-    items = expand_inputs([spec], stdin)
-    out = Path(out)
-    planned = [_frame_path(out, item.stem, t) for item in items if not item.problem for t in range(steps)]
+    items = expand_inputs([spec])
+    planned = [frame_path(out, item.stem, t, steps) for item in items if not item.problem for t in range(steps)]
     files.refuse_overwrite(planned + [out / STRIP_NAME] + ([out / GIF_NAME] if gif else []), overwrite)
 
     strips: list[list[Image.Image]] = []
     frame_paths: list[str] = []
     failed: list[str] = []
-    for r in translated(tr, items, codes, batch_size, "interpolate", failed):
+    for r, _ in translate_with_progress(tr, items, codes, batch_size, "interpolate", failed):
         strips.append(r.outputs)
         for t, frame in enumerate(r.outputs):
-            frame_paths.append(str(images.save_png(frame, _frame_path(out, r.item.stem, t))))
+            frame_paths.append(str(images.save_png(frame, frame_path(out, r.item.stem, t, steps))))
     strip = gif_path = None
     if strips:
         strip = str(images.save_png(image_grid(strips), out / STRIP_NAME))
         if gif:
             frames = [image_grid([[row[t] for row in strips]]) for t in range(steps)]
             gif_path = str(images.save_gif(frames, out / GIF_NAME, fps))
-    return InterpolateSummary(len(items), failed, frame_paths, strip, gif_path)
+    return InterpolateResult(len(items), failed, frame_paths, strip, gif_path)

@@ -60,7 +60,7 @@ def world(tmp_path_factory):
     model = checkpoint.checkpoint_paths(root / "run", 1)[0]
     model.parent.mkdir(parents=True)
     checkpoint.save_generator(model, gen, cfg, NAMES, 1, "fp-bad-input")
-    style = infer.sample_style_file(model=model, domain="B", out=root / "style.safetensors", seed=3)
+    style = infer.sample_style_file(model=model, domain="B", out=root / "style.safetensors", seed=3).path
     pixels = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)
     formats = {}
     for fmt in ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"):

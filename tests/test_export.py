@@ -86,8 +86,9 @@ def pixels(img: Image.Image) -> np.ndarray:
 
 def test_bundle_metadata_round_trip(model_file, tmp_path):
     summary = export.run(model_file, tmp_path, "bundle", "float16")
-    path = Path(summary["bundle"]["path"])
-    assert summary["bundle"]["dtype"] == "float16" and "onnx" not in summary
+    assert summary.bundle is not None and summary.onnx is None
+    path = Path(summary.bundle.path)
+    assert summary.bundle.dtype == "float16" and summary.to_json()["onnx"] is None
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
@@ -128,14 +129,15 @@ def test_bundle_takes_ema_weights_by_default(tmp_path):
 
     default = export.run(model, tmp_path / "ema", "bundle")
     raw = export.run(model, tmp_path / "raw", "bundle", use_ema=False)
-    assert (default["weights"], raw["weights"]) == ("ema", "raw")
+    assert (default.weights, raw.weights) == ("ema", "raw")
+    assert default.bundle is not None and raw.bundle is not None
     key = "gen_a.mlp.model.0.weight"
-    from_ema = checkpoint.load_generator(default["bundle"]["path"]).model.state_dict()[key]
-    from_raw = checkpoint.load_generator(raw["bundle"]["path"]).model.state_dict()[key]
+    from_ema = checkpoint.load_generator(default.bundle.path).model.state_dict()[key]
+    from_raw = checkpoint.load_generator(raw.bundle.path).model.state_dict()[key]
     assert torch.equal(from_ema, ema.state_dict()[key]) and torch.equal(from_raw, gen.state_dict()[key])
 
-    again = export.run(default["bundle"]["path"], tmp_path / "again", "bundle", "bfloat16")  # a bundle re-exports
-    assert again["weights"] == "ema"
+    again = export.run(default.bundle.path, tmp_path / "again", "bundle", "bfloat16")  # a bundle re-exports
+    assert again.weights == "ema"
 
 
 def test_translate_command_takes_a_bundle(model_file, tmp_path):
@@ -165,7 +167,7 @@ def test_missing_extra_gives_install_hint(model_file, tmp_path, monkeypatch):
 
     result = CliRunner().invoke(app, ["export", str(model_file), "--format", "onnx", "--out", str(tmp_path / "out")])
     assert result.exit_code == 1 and INSTALL in result.output
-    assert export.run(model_file, tmp_path / "out", "bundle")["bundle"]  # the bundle needs no extra
+    assert export.run(model_file, tmp_path / "out", "bundle").bundle is not None  # the bundle needs no extra
 
 
 def test_corrupted_model_is_a_clear_error(model_file, tmp_path):

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from munit_cli import checkpoint, config, infer, models
+from munit_cli import checkpoint, config, infer, models, styles
 from munit_cli.cli import app
 from munit_cli.errors import MunitError, UsageError
 
@@ -75,7 +75,7 @@ def png(data: bytes) -> Image.Image:
 
 def read_style(path: Path) -> tuple[np.ndarray, dict[str, str]]:
     """Code and metadata (safetensors writes metadata keys in no fixed order, so not the bytes)."""
-    tensors, meta = checkpoint.read_tensors(path, infer.STYLE_KIND)
+    tensors, meta = checkpoint.read_tensors(path, styles.STYLE_KIND)
     return tensors["style"].numpy(), meta
 
 
@@ -90,7 +90,7 @@ def pixels(path: Path) -> np.ndarray:
 def test_stdin_to_stdout_pipeline_keeps_the_size(world, tmp_path):
     """45 x 30 is not divisible by 4: the networks work at 44 x 32 and the output is 45 x 30 again."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    env.pop(infer.MODEL_ENV, None)
+    env.pop(checkpoint.MODEL_ENV, None)
     cmd = f"cat {world['x']} | {sys.executable} -m munit_cli translate - --to B --model {world['run']} > {tmp_path}/out.png"
     proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -98,7 +98,7 @@ def test_stdin_to_stdout_pipeline_keeps_the_size(world, tmp_path):
     assert (img.format, img.size, img.mode) == ("PNG", (45, 30), "RGB")
 
     # the same through $MUNIT_MODEL, with --json records parsed by a consumer downstream
-    env[infer.MODEL_ENV] = str(world["run"])
+    env[checkpoint.MODEL_ENV] = str(world["run"])
     cmd = (
         f"{sys.executable} -m munit_cli translate {world['inputs']} --num-styles 2 --out {tmp_path}/dir --json"
         f" | {sys.executable} -c \"import json,sys; print(sum(1 for l in sys.stdin if json.loads(l)['path']))\""
@@ -149,11 +149,11 @@ def test_styles_do_not_depend_on_batch_size_number_or_order_of_inputs(world, tmp
                 assert out.read_bytes() == (tmp_path / "all" / out.name).read_bytes()
     # the k-th sampled style is exactly seed:N:K
     tr = infer.Translator.open(world["run"], "B", "cpu")
-    styles = infer.resolve_styles(tr, num_styles=3, seed=5)
-    assert [s.label for s in styles] == ["seed:5", "seed:5:1", "seed:5:2"]
-    assert torch.equal(infer.resolve_style("seed:5:2", tr).code, styles[2].code)
-    half = infer.resolve_styles(tr, num_styles=3, seed=5, truncation=0.5)
-    assert torch.allclose(half[1].code, styles[1].code * 0.5)
+    sampled = styles.resolve_styles(tr, num_styles=3, seed=5)
+    assert [s.label for s in sampled] == ["seed:5", "seed:5:1", "seed:5:2"]
+    assert torch.equal(styles.resolve_style("seed:5:2", tr).code, sampled[2].code)
+    half = styles.resolve_styles(tr, num_styles=3, seed=5, truncation=0.5)
+    assert torch.allclose(half[1].code, sampled[1].code * 0.5)
 
 
 def test_work_size_is_divisible_and_keeps_the_aspect(world):
@@ -225,19 +225,19 @@ def test_unwritable_outputs_are_clear_errors(world, tmp_path):
 
 
 def test_model_resolution(world, tmp_path, monkeypatch):
-    monkeypatch.delenv(infer.MODEL_ENV, raising=False)
+    monkeypatch.delenv(checkpoint.MODEL_ENV, raising=False)
     with pytest.raises(UsageError, match=r"--model \(not given\) and \$MUNIT_MODEL \(not set\)"):
-        infer.resolve_model_path(None)
+        checkpoint.resolve_model_path(None)
     newest = world["run"] / "checkpoints" / "gen_00000010.safetensors"
-    assert infer.resolve_model_path(world["run"]) == newest
-    monkeypatch.setenv(infer.MODEL_ENV, str(world["run"]))
-    assert infer.resolve_model_path(None) == newest
+    assert checkpoint.resolve_model_path(world["run"]) == newest
+    monkeypatch.setenv(checkpoint.MODEL_ENV, str(world["run"]))
+    assert checkpoint.resolve_model_path(None) == newest
     with pytest.raises(MunitError, match=r"tried .*checkpoints/gen_\*\.safetensors"):
-        infer.resolve_model_path(tmp_path)
+        checkpoint.resolve_model_path(tmp_path)
     with pytest.raises(MunitError, match="no such file or folder"):
-        infer.resolve_model_path(tmp_path / "nope")
-    assert infer.run_folder(newest) == world["run"]
-    assert infer.run_folder(world["x"]) is None
+        checkpoint.resolve_model_path(tmp_path / "nope")
+    assert checkpoint.run_folder(newest) == world["run"]
+    assert checkpoint.run_folder(world["x"]) is None
 
 
 def test_domains_by_name_or_letter():
@@ -252,7 +252,7 @@ def test_domains_by_name_or_letter():
         (["--truncation", "0"], "--truncation must be in (0, 1]"),
         (["--truncation", "1.5"], "--truncation must be in (0, 1]"),
         (["--to", "C"], "unknown domain 'C'"),
-        (["--num-styles", "0"], "--num-styles must be at least 1"),
+        (["--num-styles", "0"], "--num-styles must be from 1 to 1000"),
         (["--num-styles", "2", "--style", "seed:1"], "not both"),
         (["--style", "seed:x"], "expected seed:N"),
         (["--style", "nowhere.safetensors"], "no such file"),
@@ -270,7 +270,7 @@ def test_bad_arguments_exit_2_without_traceback(world, args, message):
 
 def test_stdin_twice_and_bad_interpolation_arguments(world):
     assert "only once" in cli("translate", "-", "-", "--model", world["run"], stdin=b"").output
-    for args, message in ((["--steps", "1"], "at least 2"), (["--mode", "cubic"], "unknown --mode")):
+    for args, message in ((["--steps", "1"], "from 2 to 10000"), (["--mode", "cubic"], "unknown --mode")):
         result = cli("interpolate", world["x"], "--model", world["run"], *args)
         assert result.exit_code == 2 and message in result.output
 
@@ -284,8 +284,8 @@ def test_style_file_round_trip(world, tmp_path):
     assert cli("style", "encode", ref, "--domain", "filled", "--model", run, "-o", tmp_path / "s1.safetensors").exit_code == 0
     assert cli("style", "sample", "--seed", "7", "--model", run, "-o", tmp_path / "s2.safetensors").exit_code == 0
     tr = infer.Translator.open(run, "B", "cpu")
-    assert torch.equal(infer.load_style(tmp_path / "s1.safetensors", tr, "b"), tr.encode_style(tr.open_image(ref)))
-    assert torch.equal(infer.load_style(tmp_path / "s2.safetensors", tr, "b"), infer.sample_style(7, 0, tr.style_dim))
+    assert torch.equal(styles.load_style(tmp_path / "s1.safetensors", tr, "b"), tr.encode_style(tr.read_image(ref)))
+    assert torch.equal(styles.load_style(tmp_path / "s2.safetensors", tr, "b"), styles.sample_style(7, 0, tr.style_dim))
 
     # a saved style translates exactly like the spec it was made from
     same = [("s1.safetensors", str(ref)), ("s2.safetensors", "seed:7")]
@@ -340,7 +340,7 @@ def test_style_from_another_model_or_domain_is_a_clear_error(world, tmp_path):
     assert cli("translate", world["x"], "--model", world["run"], "--to", "A", "--style", for_a, "--out", tmp_path / "o").exit_code == 0
 
     with pytest.raises(MunitError, match="not a munit style file"):
-        infer.load_style(world["run"] / "checkpoints" / "gen_00000010.safetensors", infer.Translator.open(world["run"], "B"), "b")
+        styles.load_style(world["run"] / "checkpoints" / "gen_00000010.safetensors", infer.Translator.open(world["run"], "B"), "b")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,7 +397,8 @@ def test_interpolate_without_input_uses_the_run_previews(world, tmp_path):
 def test_demo_shows_translations_in_five_styles_and_a_gif(world, tmp_path):
     from munit_cli import demo
 
-    grid, gif = demo.show_translations(tmp_path, world["inputs"], str(world["run"]), seed=0)
+    grid, gif = demo.show_translations(tmp_path, world["inputs"], world["run"], seed=0)
     cell_w, cell_h = 45, 52  # the largest input's width and height
     assert Image.open(grid).size == (2 + (1 + demo.DEMO_STYLES) * (cell_w + 2), 2 + 3 * (cell_h + 2))
+    assert gif is not None
     assert Image.open(gif).n_frames == demo.DEMO_STEPS

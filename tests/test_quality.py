@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from munit_cli import checkpoint, config, images, infer, metrics, models, synthetic, train
+from munit_cli import checkpoint, config, images, infer, metrics, models, styles, synthetic, train
 
 SIZE = 64  # what `munit demo` trains on: the gate checks the demo's own setting
 TRAIN_IMAGES = 400
@@ -64,10 +64,10 @@ def mask(path: Path) -> torch.Tensor:
 def gate(model: Path, shapes: Path) -> dict[str, float]:
     """Mean IoU of the translated shape regions with the outlines' masks, and mean diversity."""
     tr = infer.Translator(checkpoint.load_generator(model), "b", torch.device("cpu"))
-    styles = torch.stack([infer.sample_style(0, k, tr.style_dim) for k in range(STYLES)])
+    codes = torch.stack([styles.sample_style(0, k, tr.style_dim) for k in range(STYLES)])
     ious, spreads = [], []
     for path in images.list_images(shapes / "testA"):
-        translations = tr.translate(tr.to_input(tr.open_image(path)), styles)
+        translations = tr.translate_batch(tr.to_input(tr.read_image(path)), codes)
         outputs = [images.to_tensor(images.tensor_to_image(x[0])) for x in translations]
         truth = mask(shapes / "masks" / "testA" / path.name)
         ious += [iou(shape_region(x), truth) for x in outputs]

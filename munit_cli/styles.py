@@ -1,0 +1,198 @@
+"""Style codes: sampled from a seed, encoded from a reference image, or read from a style file.
+
+A style is a code s (style_dim,) for one domain of one model. `seed:N[:K]` names the K-th code
+drawn for seed N, the same whatever else is sampled; a style file (safetensors) holds one code and
+metadata naming the model (its fingerprint) and the domain, so it is refused anywhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import torch
+
+from munit_cli import checkpoint, files, images
+from munit_cli.errors import MunitError, UsageError
+from munit_cli.inputs import unique_name
+from munit_cli.runtime import hash_seed
+
+STYLE_KIND = "munit-style"
+STYLE_FORMAT_VERSION = "1"
+SEED_PREFIX = "seed:"
+STYLE_TEXT_KEYS = ("format_version", "domain", "domain_name", "style_dim", "fingerprint")  # the ones munit reads
+MAX_STYLES = 1000  # --num-styles: every style is a full decoder pass per input, its output kept in memory
+
+
+class StyleModel(Protocol):
+    """What resolving a style needs of a loaded model and direction (`infer.Translator` is one)."""
+
+    loaded: checkpoint.LoadedGenerator
+    target: str
+
+    @property
+    def style_dim(self) -> int: ...
+
+    def domain_name(self, domain: str) -> str: ...
+
+    def domain_label(self, domain: str) -> str: ...
+
+    def reference_style(self, path: Path) -> torch.Tensor: ...
+
+
+@dataclass
+class Style:
+    """A style code for the target domain. `label` is a spec that gives it back (seed:7:2, a file);
+    `tag` is a short unique name for files made with it."""
+
+    label: str
+    tag: str
+    code: torch.Tensor  # (style_dim,)
+
+
+def domain_letter(domain: str) -> str:
+    return domain.upper()
+
+
+def sample_style(seed: int, index: int, style_dim: int, truncation: float = 1.0) -> torch.Tensor:
+    """Style `index` of `seed`, drawn from N(0, I) by a generator of its own, so it is the same
+    whatever else is sampled, translated or batched; scaled by `truncation` toward the mean 0."""
+    g = torch.Generator().manual_seed(hash_seed(seed, "style", index))
+    return torch.randn(style_dim, generator=g) * truncation
+
+
+def check_truncation(truncation: float) -> None:
+    if not 0 < truncation <= 1:  # also refuses nan
+        raise UsageError(f"--truncation must be in (0, 1], got {truncation}")
+
+
+def check_num_styles(num_styles: int | None) -> None:
+    if num_styles is not None and not 1 <= num_styles <= MAX_STYLES:
+        raise UsageError(f"--num-styles must be from 1 to {MAX_STYLES}, got {num_styles}")
+
+
+def seed_label(seed: int, index: int) -> str:
+    return f"{SEED_PREFIX}{seed}" if index == 0 else f"{SEED_PREFIX}{seed}:{index}"
+
+
+def parse_seed_spec(spec: str) -> tuple[int, int]:
+    parts = spec[len(SEED_PREFIX) :].split(":")
+    try:
+        if len(parts) > 2:
+            raise ValueError
+        seed, index = int(parts[0]), int(parts[1]) if len(parts) == 2 else 0
+    except ValueError:
+        raise UsageError(f"bad style {spec!r}: expected seed:N or seed:N:K (integers)") from None
+    if index < 0:
+        raise UsageError(f"bad style {spec!r}: the style index K must be 0 or more")
+    return seed, index
+
+
+def style_metadata(model: StyleModel, domain: str, source: str) -> dict[str, str]:
+    return {
+        "format": STYLE_KIND,
+        "format_version": STYLE_FORMAT_VERSION,
+        "domain": domain_letter(domain),
+        "domain_name": model.domain_name(domain),
+        "style_dim": str(model.style_dim),
+        "fingerprint": model.loaded.fingerprint,
+        "source": source,
+    }
+
+
+def save_style(path: Path, code: torch.Tensor, model: StyleModel, domain: str, source: str) -> Path:
+    """A style file: the code as tensor 'style' (style_dim,), and metadata naming its model and domain."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MunitError(f"could not write {files.display_path(path)}: {exc.strerror or exc}") from None
+    checkpoint.save_tensors(path, {"style": code.float().reshape(-1)}, style_metadata(model, domain, source))
+    return path
+
+
+def read_style_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A style file's tensors and metadata, refused unless it carries a checksum and every label
+    in it is short printable text (they reach the terminal in messages)."""
+    name = files.display_path(path)
+    tensors, meta = checkpoint.read_tensors(path, STYLE_KIND)
+    if checkpoint.CHECKSUM_KEY not in meta:
+        raise MunitError(
+            f"{name}: no checksum in the style file, so its contents cannot be verified; refusing to load it",
+            hint="make the style again with `munit style encode` or `munit style sample`",
+        )
+    for key in STYLE_TEXT_KEYS:
+        checkpoint.check_text(meta.get(key), f"{name}: metadata {key!r}")
+    return tensors, meta
+
+
+def load_style(path: Path, model: StyleModel, domain: str) -> torch.Tensor:
+    """The code of a style file made by this model for `domain`; anything else is a clear error."""
+    tensors, meta = read_style_file(path)
+    name = files.display_path(path)
+    if meta["format_version"] != STYLE_FORMAT_VERSION:
+        raise MunitError(f"{name}: unsupported style format version {meta['format_version']!r}")
+    if meta["fingerprint"] != model.loaded.fingerprint:
+        raise MunitError(
+            f"{name}: this style was made by another model (fingerprint {meta['fingerprint']!r}, "
+            f"this model {model.loaded.fingerprint!r})",
+            hint="a style works only with the run that made it: make one for this model with "
+            "`munit style encode` or `munit style sample`",
+        )
+    if meta["domain"] != domain_letter(domain):
+        raise MunitError(
+            f"{name}: a style for domain {meta['domain']} ({meta['domain_name']}), "
+            f"but this needs one for {model.domain_label(domain)}",
+            hint=f"translate with --to {meta['domain']}, or make a style for {domain_letter(domain)}",
+        )
+    code = tensors.get("style")
+    if code is None or code.numel() != model.style_dim:
+        raise MunitError(f"{name}: broken style file (expected a 'style' tensor of {model.style_dim} values)")
+    if not bool(torch.isfinite(code).all()):
+        raise MunitError(f"{name}: broken style file (the code holds NaN or infinite values)")
+    return code.float().reshape(-1)
+
+
+def resolve_style(spec: str, model: StyleModel, truncation: float = 1.0) -> Style:
+    """A style for the target domain from `seed:N[:K]`, a style file or a reference image
+    (encoded by the target domain's style encoder). Truncation applies to sampled styles only."""
+    if spec.startswith(SEED_PREFIX):
+        seed, index = parse_seed_spec(spec)
+        tag = f"seed{seed}" if index == 0 else f"seed{seed}-{index}"
+        return Style(seed_label(seed, index), tag, sample_style(seed, index, model.style_dim, truncation))
+    path = Path(spec)
+    if not path.exists():
+        raise UsageError(
+            f"style {spec!r}: no such file", hint="a style is a style file (.safetensors), a reference image or seed:N"
+        )
+    if not path.is_file():
+        raise UsageError(f"style {spec!r}: not a regular file")
+    if path.suffix.lower() in images.IMAGE_EXTENSIONS:
+        code = model.reference_style(path)
+    else:
+        code = load_style(path, model, model.target)
+    return Style(spec, path.stem or "style", code)
+
+
+def resolve_styles(
+    model: StyleModel, specs: Sequence[str] = (), num_styles: int | None = None, seed: int = 0, truncation: float = 1.0
+) -> list[Style]:
+    """`--style` specs in order, or `num_styles` sampled styles seed:SEED, seed:SEED:1, ...
+    (one when neither is given). Tags are made unique."""
+    if specs and num_styles is not None:
+        raise UsageError("give --style or --num-styles, not both", hint="add seed:N to --style for sampled styles")
+    specs = list(specs) or [seed_label(seed, k) for k in range(num_styles or 1)]
+    styles = [resolve_style(spec, model, truncation) for spec in specs]
+    tags: set[str] = set()
+    for style in styles:
+        style.tag = unique_name(style.tag, tags)
+    return styles
+
+
+def style_paths(folder: Path, styles: Sequence[Style]) -> list[Path]:
+    return [Path(folder) / f"{s.tag}.safetensors" for s in styles]
+
+
+def save_styles(folder: Path, styles: Sequence[Style], model: StyleModel) -> list[Path]:
+    return [save_style(path, s.code, model, model.target, s.label) for path, s in zip(style_paths(folder, styles), styles)]
