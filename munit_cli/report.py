@@ -212,9 +212,9 @@ def linear_ticks(lo: float, hi: float) -> list[float]:
 
 
 def log_ticks(lo: float, hi: float) -> list[float]:
-    """Ticks in log10 space: the powers of ten, and 2x and 5x when fewer than three powers fit."""
+    """Ticks in log10 space: the powers of ten, and 2x and 5x when fewer than four powers fit."""
     ticks = [float(k) for k in range(math.ceil(lo), math.floor(hi) + 1)]
-    if len(ticks) < 3:
+    if len(ticks) < 4:
         ticks = sorted(
             t for k in range(math.floor(lo), math.ceil(hi) + 1) for m in (1, 2, 5)
             if lo <= (t := k + math.log10(m)) <= hi

@@ -147,6 +147,21 @@ def test_a_run_without_a_finished_step_gets_a_page_saying_so(tmp_path):
     assert "none yet" in page.plain()
 
 
+def test_one_logged_step_with_odd_values_still_plots(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("not json")
+    record = {"step": 1, "lr": 1e-4, "time": 0.5, "dis_total": -0.5, "gen_total": None, "note": "text"}
+    (run / "metrics.jsonl").write_text(json.dumps(record) + "\n[1, 2]\n")
+    page = Page(report.write_report(run).read_text())
+    curves = {p["data-term"]: p["d"] for p in page.all("path")}
+    assert list(curves) == ["dis_total", "gen_total"]  # "note" is not a number, not a loss term
+    assert curves["dis_total"].endswith("h0") and curves["gen_total"] == ""  # a dot, and nothing to draw
+    log_scale = next(a for a in page.all("input") if a.get("id") == "log-scale")
+    assert "checked" not in log_scale  # a negative value: linear scale first
+    assert "A ↔ B" in page.plain()  # run.json unreadable: the domains keep their letters
+
+
 def test_many_grids_are_spread_and_large_ones_thumbnailed(tmp_path):
     run = write_run(tmp_path / "run", grids=range(100, 3001, 100))
     big = run / "samples" / f"step_{3100:08d}.png"
@@ -174,6 +189,16 @@ def test_spread_and_buckets():
     assert len(bucketed) == report.MAX_POINTS and bucketed[-1][0] == 1200
     assert sum(v for _, v in bucketed) / len(bucketed) == pytest.approx(600.5, rel=1e-3)
     assert report.bucketed(points[:10]) == points[:10]
+
+
+def test_axis_ticks():
+    assert report.linear_ticks(2, 80) == [20, 40, 60, 80]
+    assert report.linear_ticks(0.1, 0.13) == pytest.approx([0.1, 0.105, 0.11, 0.115, 0.12, 0.125, 0.13])
+    wide = report.log_ticks(math.log10(0.001), math.log10(30))
+    assert [10**t for t in wide] == pytest.approx([0.001, 0.01, 0.1, 1, 10])
+    narrow = report.log_ticks(math.log10(0.09), math.log10(30))  # under four decades: 2x and 5x too
+    assert [10**t for t in narrow] == pytest.approx([0.1, 0.2, 0.5, 1, 2, 5, 10, 20])
+    assert [report.short_number(v) for v in (0.125, 20, 1500, 2_000_000)] == ["0.125", "20", "1.5k", "2M"]
 
 
 def test_path_gaps_and_lone_points():
