@@ -272,7 +272,7 @@ def test_cli_refuses_a_folder_that_is_not_a_run(tmp_path, monkeypatch):
 BROWSER_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--hide-scrollbars", "--remote-debugging-pipe",
+    "--disable-dev-shm-usage", "--hide-scrollbars", "--remote-debugging-pipe",
 )  # fmt: skip
 
 
@@ -295,7 +295,8 @@ class Browser:
         self.replies, replies_w = os.pipe()
         # bash (dash takes one-digit fds only) puts the pipe ends on fds 3 and 4, then becomes the browser
         launch = f'exec "$@" 3<&{commands_r} 4>&{replies_w}'
-        self.log = open(profile.parent / "browser.log", "wb")  # noqa: SIM115 (closed in close())
+        self.log_path = profile.parent / "browser.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 (closed in close())
         self.proc = subprocess.Popen(
             ["bash", "-c", launch, "bash", exe, *BROWSER_FLAGS, f"--user-data-dir={profile}"],
             pass_fds=(commands_r, replies_w),
@@ -317,7 +318,8 @@ class Browser:
                 raise TimeoutError("the browser did not answer in time")
             chunk = os.read(self.replies, 1 << 20)
             if not chunk:
-                raise EOFError("the browser closed its DevTools pipe")
+                log = self.log_path.read_text(errors="replace")[-2000:]
+                raise EOFError(f"the browser closed its DevTools pipe; its log ends:\n{log}")
             self.buffer += chunk
         message, _, self.buffer = self.buffer.partition(b"\0")
         return json.loads(message)
@@ -337,12 +339,18 @@ class Browser:
                 return reply["result"]
             self.events.append(reply)
 
-    def wait_for(self, method: str) -> dict:
-        while True:
-            found = next((e for e in self.events if e.get("method") == method), None)
-            if found:
-                return found
-            self.events.append(self._receive())
+    def evaluate(self, session: str, expression: str):
+        reply = self.send("Runtime.evaluate", session, expression=expression, returnByValue=True)
+        assert "exceptionDetails" not in reply, reply["exceptionDetails"]
+        return reply["result"].get("value")
+
+    def open(self, session: str, url: str) -> None:
+        """Navigate and wait until the page and its images have loaded."""
+        self.send("Page.navigate", session, url=url)
+        while self.evaluate(session, "document.readyState + ' ' + location.href") != f"complete {url}":
+            if time.monotonic() > self.deadline:
+                raise TimeoutError(f"{url} did not finish loading")
+            time.sleep(0.05)
 
     def close(self) -> None:
         try:
@@ -394,15 +402,12 @@ def test_report_in_a_real_browser(tmp_path):
         for domain in ("Page", "Runtime", "Log"):
             browser.send(f"{domain}.enable", session)
         browser.send("Emulation.setDeviceMetricsOverride", session, width=1200, height=900, deviceScaleFactor=1, mobile=False)
-        browser.send("Page.navigate", session, url=page_file.as_uri())
-        browser.wait_for("Page.loadEventFired")
+        browser.open(session, page_file.as_uri())
         shot = base64.b64decode(browser.send("Page.captureScreenshot", session, format="png")["data"])
-        checks = browser.send("Runtime.evaluate", session, expression=PAGE_CHECKS, returnByValue=True)
-        assert "exceptionDetails" not in checks, checks
+        result = browser.evaluate(session, PAGE_CHECKS)
     finally:
         browser.close()
 
-    result = checks["result"]["value"]
     assert result["terms"] == list(TERMS)  # one path per loss term
     assert all(length > 100 for length in result["lengths"])  # drawn across the plot, not empty
     assert all(result["toggled"]) and result["ticksChanged"] and result["restored"]
