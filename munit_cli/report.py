@@ -463,31 +463,36 @@ def flat_scores(scores: dict[str, Any], prefix: str = "") -> dict[str, float | N
 
 def evaluations_section(run_dir: Path, names: tuple[str, str]) -> str:
     files = sorted((run_dir / EVALUATIONS_DIR).glob("*.json"))
-    results = [(p, read_json(p)) for p in files]
-    good = [(p, r) for p, r in results if isinstance(r, dict) and isinstance(r.get("directions"), dict)]
-    bad = [p for p, r in results if (p, r) not in good]
     if not files:
         return (
             f'<p class="empty">No saved scores: <code>munit evaluate --save</code> stores them in '
             f"{EVALUATIONS_DIR}/ of the run.</p>"
         )
+    results = [(p, read_json(p)) for p in files]
+    good = [(p, r) for p, r in results if isinstance(r, dict) and isinstance(r.get("directions"), dict)]
+    bad = [p for p, r in results if not (isinstance(r, dict) and isinstance(r.get("directions"), dict))]
+    domain = {"a": names[0], "b": names[1]}
     parts = []
-    for path, result in sorted(good, key=lambda pr: (str(pr[1].get("step")), pr[0].name)):
+    for path, result in sorted(good, key=lambda pr: (number(pr[1].get("step")) or 0, pr[0].name)):
         directions = {k: flat_scores(v) for k, v in result["directions"].items() if isinstance(v, dict)}
-        metrics = list(dict.fromkeys(m for scores in directions.values() for m in scores))
-        heads = ["metric"] + [escape(k.replace("_to_", " \u2192 ").upper()) for k in directions]
+        found = list(dict.fromkeys(m for scores in directions.values() for m in scores))
+        # a group that is null in one direction ("paired": null) and has members in the other
+        metrics = [m for m in found if not any(other.startswith(m + " ") for other in found)]
+        heads = ["metric"] + [
+            escape(" → ".join(domain.get(side, side) for side in k.split("_to_"))) for k in directions
+        ]
         rows = [
             [escape(m)] + ["-" if s.get(m) is None else f"{s[m]:.4g}" for s in directions.values()] for m in metrics
         ]
-        about = ", ".join(
-            escape(f"{label} {result[key]}")
-            for key, label in (("step", "step"), ("weights", "weights:"), ("num_styles", "styles:"),
-                               ("seed", "seed"), ("image_size", "px:"))
+        about = " · ".join(
+            escape(text.format(result[key]))
+            for key, text in (("step", "step {}"), ("weights", "{} weights"), ("num_styles", "{} styles per input"),
+                              ("seed", "seed {}"), ("image_size", "{} px"))
             if key in result
         )  # fmt: skip
-        parts.append(f"<h3>{escape(path.name)}</h3><p class=\"note\">{about}</p>{table(heads, rows)}")
+        parts.append(f'<h3>{escape(path.name)}</h3><p class="note">{about}</p><div class="scores">{table(heads, rows)}</div>')
     parts += [f'<p class="empty">{escape(p.name)} could not be read.</p>' for p in bad]
-    return f'<p class="note">A = {escape(names[0])}, B = {escape(names[1])}.</p>' + "".join(parts)
+    return "".join(parts)
 
 
 def duration(seconds: float) -> str:
@@ -598,4 +603,5 @@ progress { width: 100%; height: 8px; }
 table { border-collapse: collapse; margin: 6px 0 10px; font-variant-numeric: tabular-nums; }
 th, td { border-bottom: 1px solid var(--line); padding: 5px 14px 5px 0; text-align: left; }
 th { color: var(--muted); font-weight: 600; font-size: 13px; }
+.scores td + td, .scores th + th { text-align: right; padding-left: 24px; }
 """

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -98,6 +99,7 @@ def test_report_of_a_run_holds_curves_grids_scores_and_config(tmp_path):
     run = write_run(tmp_path / "run")
     (run / "evaluations").mkdir()
     (run / "evaluations" / "step_200.json").write_text(json.dumps(EVALUATION))
+    (run / "evaluations" / "a_later.json").write_text(json.dumps({**EVALUATION, "step": 1000}))
     (run / "evaluations" / "broken.json").write_text("{")
     report.save_dataset_summary(run, [("<b>outlines", "data/A", 400), ("filled & co", "data/B", 380)])
 
@@ -124,6 +126,11 @@ def test_report_of_a_run_holds_curves_grids_scores_and_config(tmp_path):
     plain = page.plain()
     assert "step 200" in plain and "45.25" in plain and "21.75" in plain and "0.625" in plain
     assert "broken.json could not be read" in plain
+    headings = re.findall(r"<h3>(.*?)</h3>", text)
+    assert headings == ["step_200.json", "a_later.json"]  # in step order
+    assert "<th>&lt;b&gt;outlines \u2192 filled &amp; co</th>" in text
+    metrics = re.findall(r"<tr><td>([a-z_ 0-9]+)</td>", text)
+    assert metrics[:7] == ["kid_mean", "kid_std", "fid", "diversity_l1", "paired l1", "paired psnr", "paired ssim"]
     assert "380" in plain and "data/B" in plain
     assert 'preset = "tiny"' in plain  # the resolved config
     # file content is escaped: the name is text, not a tag
