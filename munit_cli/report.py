@@ -57,6 +57,7 @@ INLINE_BYTES = 300_000  # larger sample grids are inlined as JPEG thumbnails
 THUMBNAIL_BOX = (768, 1536)
 SMOOTHING = 0.8  # weight of the debiased exponential moving average behind the smoothing toggle
 SAMPLE_NAME = re.compile(r"^step_(\d+)\.png$")
+GENERATOR_NAME = re.compile(r"^gen_(\d{8,})\.safetensors$")  # as checkpoint.checkpoint_paths names them
 # Tableau's ten colours, then the same with dashes: distinct on white for up to twenty terms
 COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
 
@@ -145,19 +146,16 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 def number(value: Any) -> float | None:
     """A finite float, or None for null, NaN, Inf and anything that is not a number."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+    return float(value) if type(value) in (int, float) and math.isfinite(value) else None  # bool is no number
 
 
 def loss_series(records: list[dict[str, Any]]) -> dict[str, list[tuple[int, float | None]]]:
     """Per loss term (in order of first appearance), its (step, value) points."""
-    terms: dict[str, list[tuple[int, float | None]]] = {}
-    for record in records:
-        for key, value in record.items():
-            if key not in NOT_LOSSES and (value is None or isinstance(value, (int, float))):
-                terms.setdefault(key, []).append((record["step"], number(value)))
-    return terms
+    terms = dict.fromkeys(
+        key for record in records for key, value in record.items()
+        if key not in NOT_LOSSES and (value is None or type(value) in (int, float))
+    )  # fmt: skip
+    return {term: [(r["step"], number(r[term])) for r in records if term in r] for term in terms}
 
 
 def read_config(run_dir: Path) -> tuple[str | None, dict[str, Any]]:
@@ -185,10 +183,9 @@ def spread(count: int, most: int) -> list[int]:
 
 
 def newest_checkpoint(run_dir: Path) -> int | None:
-    from munit_cli import checkpoint
-
-    steps = checkpoint.list_steps(run_dir, "gen")
-    return steps[-1] if steps else None
+    """By name only: `munit report` should not wait for torch to import to read a folder."""
+    steps = [int(m.group(1)) for p in (run_dir / "checkpoints").glob("gen_*") if (m := GENERATOR_NAME.match(p.name))]
+    return max(steps, default=None)
 
 
 # ---------------------------------------------------------------------------------------------
