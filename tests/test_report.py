@@ -11,6 +11,7 @@ import re
 import select
 import shutil
 import subprocess
+import sys
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -258,6 +259,20 @@ def test_cli_writes_the_report_of_the_newest_run(tmp_path, monkeypatch):
 
     result = runner.invoke(app, ["report", str(new), "--json"])
     assert json.loads(result.stdout) == {"report": str(new / "report.html")}
+
+
+def test_cli_report_does_not_import_torch(tmp_path):
+    run = write_run(tmp_path / "run")
+    code = (
+        "import sys\n"
+        "from munit_cli.cli import main\n"
+        f"sys.argv = ['munit', 'report', {str(run)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(run / "report.html"), "False"]
 
 
 def test_cli_refuses_a_folder_that_is_not_a_run(tmp_path, monkeypatch):
