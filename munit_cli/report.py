@@ -357,13 +357,19 @@ PLOT_SCRIPT = """
   const variants = JSON.parse(document.getElementById('plot-data').textContent);
   const log = document.getElementById('log-scale'), smooth = document.getElementById('smooth');
   const curves = document.querySelectorAll('#loss-plot path[data-term]');
+  // the toggles are kept in the address (#log,smooth), so a reload during training keeps them
+  const saved = location.hash.slice(1).split(',');
+  if (saved.includes('lin') || saved.includes('log')) log.checked = saved.includes('log');
+  smooth.checked = saved.includes('smooth');
   function draw() {
     const shown = variants[(log.checked ? 'log' : 'lin') + (smooth.checked ? '-smooth' : '')];
     document.getElementById('y-ticks').innerHTML = shown.ticks;
     curves.forEach(c => c.setAttribute('d', shown.paths[c.dataset.term]));
+    location.replace('#' + (log.checked ? 'log' : 'lin') + (smooth.checked ? ',smooth' : ''));
   }
   log.addEventListener('change', draw);
   smooth.addEventListener('change', draw);
+  if (location.hash) draw();
   document.querySelectorAll('button.term').forEach((button, i) => button.addEventListener('click', () => {
     const on = button.getAttribute('aria-pressed') !== 'true';
     button.setAttribute('aria-pressed', String(on));

@@ -369,9 +369,17 @@ class Browser:
     def open(self, session: str, url: str) -> None:
         """Navigate and wait until the page and its images have loaded."""
         self.send("Page.navigate", session, url=url)
-        while self.evaluate(session, "document.readyState + ' ' + location.href") != f"complete {url}":
+        self.wait_until(session, f"document.readyState + ' ' + location.href === 'complete {url}'")
+
+    def reload(self, session: str) -> None:
+        self.evaluate(session, "window.beforeReload = true")
+        self.send("Page.reload", session)
+        self.wait_until(session, "!window.beforeReload && document.readyState === 'complete'")
+
+    def wait_until(self, session: str, condition: str) -> None:
+        while not self.evaluate(session, condition):
             if time.monotonic() > self.deadline:
-                raise TimeoutError(f"{url} did not finish loading")
+                raise TimeoutError(f"the page never got to: {condition}")
             time.sleep(0.05)
 
     def close(self) -> None:
@@ -401,16 +409,26 @@ PAGE_CHECKS = """(() => {
   document.getElementById('smooth').click();
   const restored = curves.map(c => c.getAttribute('d'));
   document.querySelector('button.term').click();
+  document.getElementById('smooth').click();
   return {
     terms: curves.map(c => c.dataset.term),
     lengths: curves.map(c => c.getTotalLength()),
     toggled: after.map((d, i) => d !== before[i] && d.startsWith('M')),
     ticksChanged: ticksBefore !== ticksAfter,
     restored: restored.every((d, i) => d === before[i]),
+    unsmoothed: before,
     firstHidden: getComputedStyle(curves[0]).display === 'none',
     images: [...document.images].map(i => [i.complete, i.naturalWidth, i.getBoundingClientRect().width]),
+    hash: location.hash,
+    smoothed: curves.map(c => c.getAttribute('d')),
   };
 })()"""
+
+AFTER_RELOAD = """(() => ({
+  log: document.getElementById('log-scale').checked,
+  smooth: document.getElementById('smooth').checked,
+  curves: [...document.querySelectorAll('#loss-plot path')].map(c => c.getAttribute('d')),
+}))()"""
 
 
 def test_report_in_a_real_browser(tmp_path):
@@ -427,6 +445,8 @@ def test_report_in_a_real_browser(tmp_path):
         browser.open(session, page_file.as_uri())
         shot = base64.b64decode(browser.send("Page.captureScreenshot", session, format="png")["data"])
         result = browser.evaluate(session, PAGE_CHECKS)
+        browser.reload(session)
+        reloaded = browser.evaluate(session, AFTER_RELOAD)
     finally:
         browser.close()
 
@@ -434,6 +454,10 @@ def test_report_in_a_real_browser(tmp_path):
     assert all(length > 100 for length in result["lengths"])  # drawn across the plot, not empty
     assert all(result["toggled"]) and result["ticksChanged"] and result["restored"]
     assert result["firstHidden"]  # a legend button hides its curve
+    # the toggles live in the address: a reload (training rewrote the page) keeps them
+    assert result["hash"] == "#log,smooth"
+    assert reloaded == {"log": True, "smooth": True, "curves": result["smoothed"]}
+    assert reloaded["curves"] != result["unsmoothed"]
     assert len(result["images"]) == 4
     assert all(complete and natural > 0 and shown > 0 for complete, natural, shown in result["images"])
 
