@@ -27,7 +27,7 @@ from munit_cli import checkpoint, files, images
 from munit_cli import styles as styles_mod
 from munit_cli.console import err, progress
 from munit_cli.errors import MunitError, PartialFailure, UsageError
-from munit_cli.inputs import STDIN, InputItem, expand_inputs, read_file, stdout_is_terminal, write_stdout
+from munit_cli.inputs import STDIN, InputItem, expand_inputs, stdout_is_terminal, write_stdout
 from munit_cli.models import min_size, size_multiple
 from munit_cli.results import Result
 from munit_cli.runtime import pick_device
@@ -168,7 +168,7 @@ class Translator:
         """An input decoded in the model's colour mode. A file that is not a regular file, or whose
         size (read from its header, before decoding) does not fit `check_fits`, is refused."""
         name = name or (files.display_path(source) if isinstance(source, Path) else "image data")
-        data = source if isinstance(source, bytes) else read_file(source, name)
+        data = source if isinstance(source, bytes) else images.read_bytes(source)
         claimed = _header_size(data)
         if claimed is not None:
             self.check_fits(*claimed, name, outputs, size)

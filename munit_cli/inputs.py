@@ -1,8 +1,9 @@
 """What the inference commands read and where their result bytes go: input files, folders, globs
 and stdin as a list of items; stdout for image bytes and JSON records.
 
-Nothing here opens a file that is not a regular file (a FIFO or a device named *.png would block
-or never end), and stdin is read up to a limit, so no input can hang a command or fill memory.
+Files are read by `images.read_bytes`, which refuses anything but a regular file (a FIFO or a
+device named *.png would block or never end) and caps the size; stdin is read up to a limit too,
+so no input can hang a command or fill memory.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,17 +20,9 @@ from munit_cli import files, images
 from munit_cli.errors import MunitError, UsageError
 
 STDIN = "-"
-# More than any image under the decode limit needs (a 179-megapixel PNG of noise is about 540 MB,
-# but such files are not what munit translates); an endless stream stops here.
+# What stdin may hold: far more than an image munit can translate within its memory budget, so
+# only an endless or runaway stream (cat /dev/zero) reaches it.
 MAX_STDIN_BYTES = 256 << 20
-
-_FILE_KINDS = (
-    (stat.S_ISDIR, "a folder"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
 
 
 @dataclass
@@ -52,25 +44,7 @@ class InputItem:
             return self.data
         if self.path is None:
             raise images.ImageError(self.name, "no data")
-        return read_file(self.path, self.name)
-
-
-def check_regular(path: Path, name: str | None = None) -> None:
-    """Refuse, before anything opens it, a path that is not a regular file: reading a FIFO blocks
-    until a writer comes, and a device like /dev/zero never ends. A missing file passes, so that
-    reading it reports 'file not found'."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return
-    for test, kind in _FILE_KINDS:
-        if test(mode):
-            raise images.ImageError(name or files.display_path(path), f"not a regular file ({kind})")
-
-
-def read_file(path: Path, name: str | None = None) -> bytes:
-    check_regular(path, name)
-    return images.read_bytes(path)
+        return images.read_bytes(self.path)
 
 
 def unique_name(name: str, taken: set[str]) -> str:
@@ -96,7 +70,7 @@ def read_stdin(stream: BinaryIO | None = None) -> bytes:
     except OSError as exc:
         raise images.ImageError("stdin", f"unreadable ({exc.strerror or exc})") from None
     if len(data) > MAX_STDIN_BYTES:
-        raise images.ImageError("stdin", f"more than {MAX_STDIN_BYTES >> 20} MiB; munit reads at most that much")
+        raise images.ImageError("stdin", f"more than {MAX_STDIN_BYTES / (1 << 20):g} MiB; munit reads at most that much")
     return data
 
 

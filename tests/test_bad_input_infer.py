@@ -1,0 +1,379 @@
+"""The inference commands under careless or hostile input: files that are not regular files,
+endless stdin, images too large for the memory budget, options out of range, outputs that cannot
+be written, and model and style files that lie about themselves. Each answer is one line and an
+exit code, never a hang, a traceback or a file written before the options were checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+from test_infer import make_run, noise
+from typer.testing import CliRunner
+
+from munit_cli import checkpoint, config, demo, infer, inputs, models, styles
+from munit_cli.cli import app
+from munit_cli.errors import MunitError
+
+REPO = Path(__file__).resolve().parents[1]
+NAMES = ("outline", "filled")
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad-infer")
+    run = make_run(root / "run", "fp-bad")
+    good = noise(root / "good.png", 40, 32, seed=1)
+    huge = root / "huge.png"
+    Image.new("1", (13000, 13000)).save(huge)  # 169 megapixels, a few KB: under the decode limit
+    thin = root / "thin.png"
+    Image.new("RGB", (1, 3_000_000)).save(thin)  # 16 x 3000000 at the least
+    fifo = root / "pipe.png"
+    os.mkfifo(fifo)
+    return {"root": root, "run": run, "model": run / "checkpoints" / "gen_00000010.safetensors", "good": good,
+            "huge": huge, "thin": thin, "fifo": fifo}  # fmt: skip
+
+
+def cli(*args, stdin=None):
+    result = CliRunner().invoke(app, [str(a) for a in args], input=stdin)
+    assert "Traceback" not in result.output and "internal error" not in result.output, result.output
+    return result
+
+
+def munit(*args: str, timeout: int = 120, **kwargs) -> subprocess.CompletedProcess:
+    """A real `munit` process (for what CliRunner cannot fake: closed and full standard streams)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    return subprocess.run(
+        [sys.executable, "-m", "munit_cli", *map(str, args)], stderr=subprocess.PIPE, env=env, timeout=timeout, **kwargs
+    )
+
+
+def one_error_line(stderr: str) -> bool:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    return [line.startswith("error:") for line in lines].count(True) == 1 and "Traceback" not in stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Files that are not regular files, endless stdin
+
+
+def test_a_fifo_or_device_among_inputs_is_skipped_with_the_reason(world, tmp_path, reliability):
+    """A FIFO named *.png would block a reader forever, /dev/zero never ends: both are skipped."""
+    reliability.add("bad_inputs", 2)
+    proc = munit("translate", world["fifo"], "/dev/zero", world["good"], "-m", world["run"], "--out", tmp_path / "o", timeout=60)
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 3, stderr
+    assert "pipe.png: not a regular file" in stderr and "/dev/zero: not a regular file" in stderr
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["good_seed0.png"]
+
+
+def test_a_fifo_as_style_reference_or_style_image_is_refused(world, tmp_path, reliability):
+    reliability.add("bad_inputs", 3)
+    result = cli("translate", world["good"], "-m", world["run"], "--style", world["fifo"], "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "not a regular file" in result.stderr
+    result = cli("style", "encode", world["fifo"], "-m", world["run"], "-o", tmp_path / "s.safetensors")
+    assert result.exit_code == 1 and "not a regular file" in result.stderr
+    result = cli("interpolate", world["fifo"], "-m", world["run"], "--out", tmp_path / "i")
+    assert result.exit_code == 1 and "not a regular file" in result.stderr
+    assert not (tmp_path / "s.safetensors").exists() and not (tmp_path / "i").exists()
+
+
+class Endless:
+    """A stdin that never ends (like `cat /dev/zero`), counting what was taken from it."""
+
+    def __init__(self):
+        self.taken = 0
+
+    def isatty(self) -> bool:
+        return False
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            raise AssertionError("read everything from an endless stream")
+        self.taken += n
+        return bytes(n)
+
+
+def test_endless_stdin_is_read_up_to_the_limit(monkeypatch):
+    monkeypatch.setattr(inputs, "MAX_STDIN_BYTES", 4096)
+    stream = Endless()
+    items = inputs.expand_inputs(["-"], stream)
+    assert stream.taken == 4097  # the limit and one byte to tell that there is more
+    assert items[0].problem == "more than 0.00390625 MiB; munit reads at most that much"
+
+
+def test_stdin_over_the_limit_is_one_failed_input(world, monkeypatch, reliability):
+    reliability.add("bad_inputs", 1)
+    monkeypatch.setattr(inputs, "MAX_STDIN_BYTES", 1000)
+    result = cli("translate", "-", "-m", world["run"], "--out", "-", stdin=b"\0" * 5000)
+    assert result.exit_code == 1, result.output
+    assert "stdin: more than" in result.stderr and "no input could be translated" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# The memory budget
+
+
+def test_images_too_large_for_the_memory_budget_are_skipped_and_the_rest_translated(world, tmp_path, reliability):
+    reliability.add("bad_inputs", 2)
+    out = tmp_path / "o"
+    result = cli("translate", world["huge"], world["thin"], world["good"], "-m", world["run"], "--out", out)
+    assert result.exit_code == 3, result.output
+    assert "huge.png: 13000x13000 would be worked at 13000x13000, over the 8 GiB memory budget" in result.stderr
+    assert "pass --size" in result.stderr
+    assert "thin.png: 1x3000000" in result.stderr and "too unequal to fit at any --size" in result.stderr
+    assert "2 of 3 inputs failed" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["good_seed0.png"]
+
+
+def test_style_encode_and_evaluate_refuse_images_over_the_budget(world, tmp_path, reliability):
+    reliability.add("bad_inputs", 2)
+    result = cli("style", "encode", world["huge"], "-m", world["run"], "-o", tmp_path / "s.safetensors")
+    assert result.exit_code == 1 and "memory budget" in result.stderr and "--size" in result.stderr
+    assert not (tmp_path / "s.safetensors").exists()
+    # evaluate prepares at the training size, so only a shape too thin for any size is refused
+    tr = infer.Translator.open(world["run"], "B", "cpu")
+    with pytest.raises(MunitError, match="too unequal"):
+        tr.read_image(world["thin"], size=tr.loaded.cfg.data.load_size)
+
+
+def test_outputs_that_would_not_fit_in_memory_are_refused_per_input(world, monkeypatch):
+    tr = infer.Translator.open(world["run"], "B", "cpu")
+    monkeypatch.setattr(infer, "OUTPUT_BUDGET", 40 * 32 * 3 * 10)
+    tr.check_fits(40, 32, "x", outputs=10)
+    with pytest.raises(MunitError, match="11 translations at 40x32 would hold"):
+        tr.check_fits(40, 32, "x", outputs=11)
+
+
+def test_batches_are_split_to_stay_within_the_budget(world, monkeypatch):
+    """Three inputs of one size in a batch of 3, with room for two per pass: the same pixels."""
+    tr = infer.Translator.open(world["run"], "B", "cpu")
+    items = inputs.expand_inputs([str(world["good"])] * 3)
+    codes = styles.sample_style(0, 0, tr.style_dim)[None]
+    whole = [r.outputs[0].tobytes() for r in infer.translate_items(tr, items, codes, batch_size=1)]
+    monkeypatch.setattr(infer, "MEMORY_BUDGET", 2 * 40 * 32 * infer.BYTES_PER_PIXEL_PER_DIM * tr.loaded.cfg.model.dim)
+    passes = []
+    monkeypatch.setattr(tr, "translate_batch", lambda x, s: passes.append(len(x)) or infer.Translator.translate_batch(tr, x, s))
+    split = [r.outputs[0].tobytes() for r in infer.translate_items(tr, items, codes, batch_size=3)]
+    assert passes == [2, 1] and split == whole
+
+
+# ---------------------------------------------------------------------------------------------
+# Options: bounded, and checked before any work
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["translate", "{good}", "--num-styles", "1001"], "--num-styles must be from 1 to 1000"),
+        (["translate", "{good}", "--size", "100000"], "--size 100000 is too large"),
+        (["translate", "{good}", "--truncation", "nan"], "--truncation must be in (0, 1]"),
+        (["interpolate", "{good}", "--steps", "100000000"], "--steps must be from 2 to 10000"),
+        (["interpolate", "{good}", "--fps", "nan", "--gif"], "--fps must be from 0.01 to 100"),
+        (["interpolate", "{good}", "--fps", "0.0001", "--gif"], "--fps must be from 0.01 to 100"),
+        (["interpolate", "{good}", "--fps", "inf", "--gif"], "--fps must be from 0.01 to 100"),
+        (["interpolate", "{good}", "--size", "100000"], "--size 100000 is too large"),
+        (["evaluate", "--test-a", "{root}", "--test-b", "{root}", "--num-styles", "100000"], "--num-styles must be from 1 to 1000"),
+        (["translate", "{good}", "--out", "{out}/result.webp"], "munit writes .png or .jpg images, not .webp"),
+        (["translate", "{good}", "--out", "{out}/anim.gif"], "not .gif"),
+    ],
+)
+def test_bad_options_are_refused_before_anything_is_written(world, tmp_path, args, message, reliability):
+    reliability.add("bad_inputs", 1)
+    out = tmp_path / "out"
+    args = [a.format(good=world["good"], root=world["root"], out=out) for a in args]
+    result = cli(*args, "-m", world["run"], *([] if "--out" in args or args[0] == "evaluate" else ["--out", out]))
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert not out.exists()
+
+
+def test_out_naming_an_existing_file_for_several_outputs(world, tmp_path, reliability):
+    reliability.add("bad_inputs", 2)
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    for args in (["translate", world["good"], "-n", "2"], ["interpolate", world["good"]]):
+        result = cli(*args, "-m", world["run"], "--out", afile)
+        assert result.exit_code == 1 and "afile: exists and is not a folder" in result.stderr
+    assert afile.read_text() == "keep"
+
+
+def test_interpolation_frames_sort_in_order_past_999():
+    names = [infer.frame_path(Path("o"), "x", t, 1001).name for t in (0, 9, 999, 1000)]
+    assert names == ["x_0000.png", "x_0009.png", "x_0999.png", "x_1000.png"] == sorted(names)
+    assert infer.frame_path(Path("o"), "x", 7, 8).name == "x_007.png"
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs that cannot be written
+
+
+def test_translate_to_a_full_or_closed_stdout(world, reliability):
+    reliability.add("bad_inputs", 2)
+    with open("/dev/full", "wb") as full:
+        proc = munit("translate", world["good"], "-m", world["run"], "--out", "-", stdout=full)
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1 and one_error_line(stderr), stderr
+    assert "could not write to stdout: No space left on device" in stderr
+
+    closed = subprocess.run(
+        f"{sys.executable} -m munit_cli translate {world['good']} -m {world['run']} --out - >&-",
+        shell=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120,
+    )  # fmt: skip
+    assert closed.returncode == 1 and one_error_line(closed.stderr), closed.stderr
+    assert "stdout is closed" in closed.stderr
+
+
+def test_json_records_to_a_full_stdout_and_stdin_closed(world, tmp_path, reliability):
+    reliability.add("bad_inputs", 2)
+    with open("/dev/full", "wb") as full:
+        proc = munit("translate", world["good"], "-m", world["run"], "--out", tmp_path / "o", "--json", stdout=full)
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1 and one_error_line(stderr) and "No space left on device" in stderr, stderr
+
+    closed = subprocess.run(
+        f"{sys.executable} -m munit_cli translate - -m {world['run']} --out {tmp_path}/x.png <&-",
+        shell=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120,
+    )  # fmt: skip
+    assert closed.returncode == 2 and one_error_line(closed.stderr) and "stdin is closed" in closed.stderr, closed.stderr
+
+
+def test_export_into_a_path_under_a_file_or_a_device(world, tmp_path, reliability):
+    reliability.add("bad_inputs", 2)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for out, message in ((afile / "sub", "could not create"), (Path("/dev/full"), "exists and is not a folder")):
+        result = cli("export", world["model"], "--format", "bundle", "--out", out)
+        assert result.exit_code == 1 and message in result.stderr, result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# Model and style files that lie
+
+
+def tiny_generator():
+    cfg = config.resolve("tiny", overrides={"model": {"dim": 8, "mlp_dim": 16, "n_res": 1}})
+    torch.manual_seed(0)
+    return models.build(cfg.model)[0], cfg
+
+
+def test_a_model_with_nan_weights_is_refused(tmp_path, world, reliability):
+    reliability.add("bad_inputs", 1)
+    gen, cfg = tiny_generator()
+    with torch.no_grad():
+        next(gen.parameters())[0] = float("nan")
+    path = tmp_path / "nan.safetensors"
+    checkpoint.save_generator(path, gen, cfg, NAMES, 1, "fp")
+    result = cli("translate", world["good"], "-m", path, "--out", tmp_path / "o")
+    assert result.exit_code == 1 and "holds NaN or infinite values" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_model_and_style_files_without_a_checksum_are_refused(tmp_path, world, reliability):
+    """Removing the checksum must not turn verification off: munit writes one into every file."""
+    reliability.add("bad_inputs", 2)
+    tensors, meta = checkpoint.read_tensors(world["model"], checkpoint.GENERATOR_KIND)
+    meta.pop(checkpoint.CHECKSUM_KEY)
+    stripped = tmp_path / "stripped.safetensors"
+    save_file(tensors, str(stripped), metadata=meta)
+    result = cli("translate", world["good"], "-m", stripped, "--out", tmp_path / "o")
+    assert result.exit_code == 1 and "no checksum" in result.stderr
+
+    style = infer.sample_style_file(model=world["run"], domain="B", out=tmp_path / "s.safetensors").path
+    tensors, meta = checkpoint.read_tensors(style, styles.STYLE_KIND)
+    meta.pop(checkpoint.CHECKSUM_KEY)
+    save_file(tensors, str(style), metadata=meta)
+    result = cli("translate", world["good"], "-m", world["run"], "--style", style, "--out", tmp_path / "o")
+    assert result.exit_code == 1 and "no checksum" in result.stderr
+
+
+def test_deeply_nested_or_hostile_metadata_is_refused_in_one_line(tmp_path, world, reliability):
+    reliability.add("bad_inputs", 4)
+    gen, cfg = tiny_generator()
+    nested = tmp_path / "nested.safetensors"
+    meta = checkpoint.generator_metadata(cfg, NAMES, 1, "fp")
+    meta["config"] = "[" * 100_000 + "]" * 100_000
+    checkpoint.save_tensors(nested, gen.state_dict(), meta)
+    hostile = {
+        "escape": ["\x1b]0;pwned\x07\x1b[31mred", "b"],
+        "long": ["x" * 100_000, "b"],
+        "bidi": ["abc\u202edcba", "b"],
+    }
+    for name, names in hostile.items():
+        checkpoint.save_generator(tmp_path / f"{name}.safetensors", gen, cfg, names, 1, "fp")
+    for name in ("nested", *hostile):
+        result = cli("translate", world["good"], "-m", tmp_path / f"{name}.safetensors", "--out", tmp_path / "o")
+        assert result.exit_code == 1 and result.output.count("error:") == 1, (name, result.output)
+        assert "\x1b" not in result.output and "x" * 200 not in result.output and "\u202e" not in result.output
+    assert "nested too deeply" in cli("export", nested, "--out", tmp_path / "e").stderr
+
+
+def test_a_style_file_with_hostile_labels_is_refused(tmp_path, world, reliability):
+    reliability.add("bad_inputs", 1)
+    tr = infer.Translator.open(world["run"], "A", "cpu")
+    path = tmp_path / "s.safetensors"
+    meta = styles.style_metadata(tr, "a", "seed:1")
+    meta["domain_name"] = "\x1b[2J" + "y" * 10
+    checkpoint.save_tensors(path, {"style": torch.zeros(tr.style_dim)}, meta)
+    result = cli("translate", world["good"], "-m", world["run"], "--style", path, "--out", tmp_path / "o")
+    assert result.exit_code == 1 and "metadata 'domain_name': holds control characters" in result.stderr
+    assert "\x1b" not in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# demo --overwrite
+
+
+def test_demo_overwrite_refuses_a_folder_the_demo_did_not_make(tmp_path, reliability):
+    reliability.add("bad_inputs", 2)
+    mine = tmp_path / "mine"
+    (mine / "run").mkdir(parents=True)
+    (mine / "thesis.tex").write_text("years of work")
+    result = cli("demo", "--out", mine, "--overwrite")
+    assert result.exit_code == 1 and "munit demo did not make" in result.stderr
+    assert (mine / "thesis.tex").read_text() == "years of work" and (mine / "run").is_dir()
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    result = cli("demo", "--out", afile, "--overwrite")
+    assert result.exit_code == 1 and "not a folder" in result.stderr and afile.read_text() == "x"
+
+
+def test_demo_overwrite_removes_only_what_the_demo_wrote(tmp_path):
+    out, elsewhere = tmp_path / "demo", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.png").write_text("keep")
+    (out / "data" / "trainA").mkdir(parents=True)
+    (out / demo.MARKER).write_text("")
+    (out / "translations.png").write_text("old")
+    (out / "notes.txt").write_text("mine")
+    (out / "run").symlink_to(elsewhere)  # a link is removed, not followed
+    demo.clear_demo_folder(out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == sorted([demo.MARKER, "notes.txt"])
+    assert (elsewhere / "precious.png").read_text() == "keep"
+
+
+def test_evaluate_warns_when_fid_comes_from_few_images(world, tmp_path, monkeypatch):
+    from test_metrics import StandInInception
+
+    from munit_cli import evaluate, metrics, synthetic
+
+    monkeypatch.setattr(metrics, "load_inception", lambda device="cpu": StandInInception().to(device))
+    synthetic.make_shapes(tmp_path / "data", n_train=0, n_test=3, size=32)
+    args = ["evaluate", "-m", world["run"], "--test-a", tmp_path / "data" / "testA", "--test-b",
+            tmp_path / "data" / "testB", "-n", "1", "--device", "cpu", "--json"]  # fmt: skip
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    assert "warning: FID and KID from 3 images per set are unreliable" in result.stderr
+    warnings = json.loads(result.stdout)["warnings"]
+    assert len(warnings) == 1 and "from 3 images" in warnings[0]
+    assert evaluate.few_images_warnings(50, 60) == [] and len(evaluate.few_images_warnings(60, 49)) == 1
