@@ -114,3 +114,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def private_feature_cache(tmp_path_factory, monkeypatch):
+    """Each test caches Inception features in a folder of its own: some tests use a stand-in
+    network, whose features must reach neither the user's cache nor another test."""
+    monkeypatch.setenv("MUNIT_CACHE", str(tmp_path_factory.mktemp("munit-cache")))
