@@ -72,7 +72,7 @@ def run_benchmark(
     """(loader, images in the set, images per wall second, images per CPU second) for PNG files,
     JPEG files and packed shards. Loaders take turns in `rounds` slices, so a machine whose load
     changes during the run affects them alike."""
-    cfg = DataConfig(load_size=size, crop_size=crop, flip=True, num_workers=0)
+    cfg = DataConfig(load_size=size, crop_size=crop, flip=True)
     with tempfile.TemporaryDirectory(prefix="munit-bench-") as tmp:
         folders = prepared_copies(Path(tmp), source, size, count)
         sources: dict[str, data.Source] = {

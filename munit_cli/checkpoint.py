@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import unicodedata
@@ -22,7 +23,7 @@ import torch
 
 from munit_cli import config as config_mod
 from munit_cli import files
-from munit_cli.errors import MunitError, UsageError
+from munit_cli.errors import MunitError, UsageError, first_line
 
 FORMAT_VERSION = "1"
 GENERATOR_KIND = "munit-generator"
@@ -88,13 +89,11 @@ def read_tensors(path: Path, expect_kind: str | tuple[str, ...]) -> tuple[dict[s
     except MunitError:
         raise
     except Exception as exc:  # safetensors raises its own and OS errors for damaged files
-        raise MunitError(f"{path}: damaged or not a safetensors file ({_first_line(exc)})") from None
+        raise MunitError(f"{path}: damaged or not a safetensors file ({first_line(exc)})") from None
     return tensors, metadata
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
+_first_line = first_line  # what export.py still imports; errors.first_line is the helper
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,7 +152,7 @@ def parse_metadata(path: Path, metadata: dict[str, str]) -> tuple[config_mod.Con
         names = tuple(json.loads(metadata["names"]))
         step = int(metadata.get("step", "0"))
     except (KeyError, ValueError, TypeError, MunitError) as exc:
-        raise MunitError(f"{path}: broken metadata ({_first_line(exc)})") from None
+        raise MunitError(f"{path}: broken metadata ({first_line(exc)})") from None
     if len(names) != 2 or not all(isinstance(n, str) for n in names):
         raise MunitError(f"{path}: broken metadata (names)")
     return cfg, names, step  # type: ignore[return-value]
@@ -230,37 +229,14 @@ def _unflatten_optimizer(prefix: str, tensors: dict[str, torch.Tensor], groups_j
     return {"state": state, "param_groups": json.loads(groups_json)}
 
 
-def rng_state() -> tuple[dict[str, torch.Tensor], str]:
-    import random
-
-    tensors = {"rng.torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = s
-    return tensors, json.dumps(random.getstate())
-
-
-def restore_rng(tensors: dict[str, torch.Tensor], python_state: str) -> None:
-    import random
-
-    torch.set_rng_state(tensors["rng.torch"])
-    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
-    version, internal, gauss = json.loads(python_state)
-    random.setstate((version, tuple(internal), gauss))
-
-
 def save_state(
     path: Path, dis: torch.nn.Module, opt_gen, opt_dis, cfg, names, step: int, extra: dict[str, Any]
 ) -> None:
     tensors = {f"dis.{k}": v for k, v in dis.state_dict().items()}
     gen_opt, gen_groups = _flatten_optimizer("opt_gen", opt_gen)
     dis_opt, dis_groups = _flatten_optimizer("opt_dis", opt_dis)
-    rng, py_rng = rng_state()
     tensors.update(gen_opt)
     tensors.update(dis_opt)
-    tensors.update(rng)
     metadata = {
         "format": STATE_KIND,
         "format_version": FORMAT_VERSION,
@@ -269,27 +245,72 @@ def save_state(
         "step": str(step),
         "opt_gen.param_groups": gen_groups,
         "opt_dis.param_groups": dis_groups,
-        "rng.python": py_rng,
         "extra": json.dumps(extra),
     }
     save_tensors(path, tensors, metadata)
 
 
 def load_state(path: Path, dis: torch.nn.Module, opt_gen, opt_dis, read=None) -> dict[str, Any]:
-    """Restore discriminators, both optimizers and every RNG; returns {'step', 'extra'}.
+    """Restore discriminators and both optimizers; returns {'step', 'extra'}. Every value is
+    checked against what the live optimizers hold before it is used (a forged file with a valid
+    checksum must not crash the first step). No random state is restored: training draws every
+    random number from generators seeded by (seed, step); files of older versions hold RNG
+    states, which are ignored.
     `read`: the file's (tensors, metadata) when the caller has already read and verified it."""
     tensors, metadata = read or read_tensors(path, STATE_KIND)
     _, _, step = parse_metadata(path, metadata)
     dis_tensors = {k.removeprefix("dis."): v for k, v in tensors.items() if k.startswith("dis.")}
     load_state_dict_checked(dis, dis_tensors, path)
     try:
-        opt_gen.load_state_dict(_unflatten_optimizer("opt_gen", tensors, metadata["opt_gen.param_groups"]))
-        opt_dis.load_state_dict(_unflatten_optimizer("opt_dis", tensors, metadata["opt_dis.param_groups"]))
-        restore_rng(tensors, metadata["rng.python"])
+        for prefix, opt in (("opt_gen", opt_gen), ("opt_dis", opt_dis)):
+            saved = _unflatten_optimizer(prefix, tensors, metadata[f"{prefix}.param_groups"])
+            _check_optimizer_state(opt, saved)
+            opt.load_state_dict(saved)
         extra = json.loads(metadata.get("extra", "{}"))
-    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-        raise MunitError(f"{path}: broken training state ({_first_line(exc)})") from None
+        if not isinstance(extra, dict):
+            raise ValueError("extra is not a table")
+    except (KeyError, ValueError, TypeError, RuntimeError, RecursionError) as exc:
+        raise MunitError(f"{path}: broken training state ({first_line(exc)})") from None
     return {"step": step, "extra": extra}
+
+
+def _same_kind(saved: Any, live: Any) -> bool:
+    """Whether a saved optimizer setting is the kind of value the live optimizer holds there:
+    flags stay flags (or unset), numbers stay finite numbers, tuples keep their length."""
+    if live is None or isinstance(live, bool):
+        return saved is None or isinstance(saved, bool)
+    if isinstance(live, (int, float)):
+        return isinstance(saved, (int, float)) and not isinstance(saved, bool) and math.isfinite(saved)
+    if isinstance(live, (list, tuple)):
+        return isinstance(saved, list) and len(saved) == len(live) and all(map(_same_kind, saved, live))
+    return type(saved) is type(live)
+
+
+def _check_optimizer_state(opt: torch.optim.Optimizer, saved: dict) -> None:
+    """Raise ValueError unless `saved` has the layout of `opt.state_dict()`: the same groups and
+    parameters, settings of the same kinds, and moments shaped like their parameters."""
+    live = opt.state_dict()
+    groups = saved["param_groups"]
+    if not (isinstance(groups, list) and len(groups) == len(live["param_groups"])):
+        raise ValueError("param_groups do not match this optimizer")
+    for group, live_group in zip(groups, live["param_groups"]):
+        if not isinstance(group, dict) or group.get("params") != live_group["params"]:
+            raise ValueError("param_groups hold other parameters")
+        for key, value in group.items():
+            if key != "params" and (key not in live_group or not _same_kind(value, live_group[key])):
+                raise ValueError(f"optimizer setting {key!r} = {str(value)[:40]!r} is not valid")
+    shapes = {
+        pid: p.shape
+        for group, live_group in zip(opt.param_groups, live["param_groups"])
+        for pid, p in zip(live_group["params"], group["params"])
+    }
+    for pid, state in saved["state"].items():
+        if pid not in shapes or set(state) != {"step", "exp_avg", "exp_avg_sq"}:
+            raise ValueError(f"optimizer state of parameter {pid} is not Adam's")
+        if state["step"].numel() != 1 or not state["exp_avg"].shape == state["exp_avg_sq"].shape == shapes[pid]:
+            raise ValueError(f"optimizer state of parameter {pid} does not fit it")
+        if not all(v.is_floating_point() and bool(torch.isfinite(v).all()) for v in state.values()):
+            raise ValueError(f"optimizer state of parameter {pid} is not finite")
 
 
 # ---------------------------------------------------------------------------------------------

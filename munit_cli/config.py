@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
+import re
 import sys
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ class DataConfig:
     load_size: int = 256  # resize the shorter side to this
     crop_size: int = 256  # then take a random square crop of this size
     flip: bool = True
-    num_workers: int = 0
+    prefetch_threads: int = 0  # threads that build the next batches while the model trains (0: none)
 
 
 @dataclass
@@ -134,7 +135,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "log_every": 200,
         },
         "optim": {"lr_step": 25_000, "fused": True},
-        "data": {"num_workers": 4},
+        "data": {"prefetch_threads": 4},
     },
     # CPU demo and tests: the same architecture family at a size two cores train in minutes.
     "tiny": {
@@ -201,25 +202,33 @@ def _coerce(where: str, value: Any, target: type) -> Any:
 
 def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> Config:
     """Apply nested {section: {key: value}} overrides; unknown sections or keys are errors naming them."""
-    known = SECTIONS
     for section, values in overrides.items():
         if section == "preset":
+            _preset_name(values, source)  # chosen by `resolve`; here only checked to be a name
             continue
-        if section not in known:
-            raise UsageError(f"unknown config section '{section}' in {source} (known: {', '.join(known)})")
+        if section not in SECTIONS:
+            raise UsageError(f"unknown config section '{section}' in {source} (known: {', '.join(SECTIONS)})")
         if not isinstance(values, dict):
             raise UsageError(f"config section '{section}' in {source} must be a table")
         target = getattr(cfg, section)
-        types = {f.name: f.type for f in dataclasses.fields(target)}
+        types = typing.get_type_hints(SECTIONS[section])
         for key, value in values.items():
             if key not in types:
                 raise UsageError(
                     f"unknown config key '{section}.{key}' in {source}",
                     hint=f"keys of [{section}]: {', '.join(types)}",
                 )
-            field_type = {"int": int, "float": float, "str": str, "bool": bool}[str(types[key])]
-            setattr(target, key, _coerce(f"{section}.{key}", value, field_type))
+            setattr(target, key, _coerce(f"{section}.{key}", value, types[key]))
     return cfg
+
+
+def _preset_name(value: Any, source: str) -> str:
+    if not isinstance(value, str):
+        raise UsageError(
+            f"'preset' in {source} must be a preset name, got {value!r}",
+            hint=f"presets: {', '.join(PRESETS)}; on the command line: --preset NAME",
+        )
+    return value
 
 
 def parse_set(items: list[str]) -> dict[str, dict[str, str]]:
@@ -255,7 +264,7 @@ def resolve(
 ) -> Config:
     """defaults < preset < config file < flags. The file may name a preset; a preset flag wins."""
     file_values = load_file(config_file) if config_file else {}
-    name = preset or file_values.get("preset") or "paper"
+    name = preset or (_preset_name(file_values["preset"], str(config_file)) if "preset" in file_values else "paper")
     if name not in PRESETS:
         raise UsageError(f"unknown preset '{name}'", hint=f"presets: {', '.join(PRESETS)}")
     cfg = Config(preset=name)
@@ -276,23 +285,43 @@ def from_json(text: str) -> Config:
         raise UsageError(f"stored config is not valid JSON: {exc}") from None
     if not isinstance(values, dict):
         raise UsageError("stored config is not a JSON object")
-    cfg = Config(preset=str(values.get("preset", "paper")))
+    cfg = Config(preset=_preset_name(values.get("preset", "paper"), "the stored config"))
     return apply_overrides(cfg, values, "the stored config")
 
 
-# Far above any useful network (the paper: dim 64, n_res 4, ...), these bound what building one
-# costs, so the config stored in a forged model file cannot stall munit or overflow tensor sizes.
-_MODEL_LIMITS = {
-    "dim": 4096,
-    "n_downsample": 8,
-    "n_res": 64,
-    "style_dim": 4096,
-    "mlp_dim": 65536,
-    "style_n_downsample": 8,
-    "dis_dim": 4096,
-    "dis_n_layer": 12,
-    "dis_num_scales": 8,
+# Bounds of every numeric key: (least, most). Far outside anything useful (the paper: dim 64,
+# n_res 4, 256 px, batch 1), they bound what building a network or a batch costs, so a typo or
+# the config stored in a forged model file cannot stall munit, exhaust memory or overflow sizes.
+LIMITS: dict[str, dict[str, tuple[int | float, int | float]]] = {
+    "model": {
+        "dim": (1, 1024),
+        "n_downsample": (1, 6),
+        "n_res": (0, 32),
+        "style_dim": (1, 1024),
+        "mlp_dim": (1, 8192),
+        "style_n_downsample": (1, 6),
+        "dis_dim": (1, 1024),
+        "dis_n_layer": (1, 8),
+        "dis_num_scales": (1, 6),
+    },
+    "data": {"load_size": (4, 4096), "crop_size": (4, 4096), "prefetch_threads": (0, 64)},
+    "train": {
+        "iters": (1, 10**9),
+        "batch_size": (1, 4096),
+        "seed": (0, 2**63 - 1),
+        "log_every": (1, 10**9),
+        "sample_every": (1, 10**9),
+        "checkpoint_every": (1, 10**9),
+        "keep_checkpoints": (1, 10**6),
+        "num_preview": (1, 64),
+        "ema_start": (0, 10**9),
+    },
+    "optim": {"lr": (0.0, 1.0), "weight_decay": (0.0, 1.0), "lr_step": (1, 10**9)},
 }
+# The widest layers: content channels dim * 2**n_downsample, the last discriminator layer's
+# dis_dim * 2**(dis_n_layer - 1).
+MAX_CHANNELS = 8192
+DEVICE = re.compile(r"^(auto|cpu|cuda(:\d{1,3})?)$")
 
 
 def discriminator_fits(side: int, n_layer: int, num_scales: int) -> bool:
@@ -308,20 +337,60 @@ def discriminator_fits(side: int, n_layer: int, num_scales: int) -> bool:
     return True
 
 
+def _check_limits(cfg: Config) -> None:
+    for section, bounds in LIMITS.items():
+        values = getattr(cfg, section)
+        for name, (least, most) in bounds.items():
+            value = getattr(values, name)
+            if not least <= value <= most:  # NaN compares false: refused too
+                raise UsageError(f"{section}.{name} must be between {least} and {most}, got {value}")
+    for name, value in dataclasses.asdict(cfg.loss).items():
+        if name.endswith("_w") and not 0 <= value <= 1e6:
+            raise UsageError(f"loss.{name} must be a number between 0 and 1e6, got {value}")
+
+
 def validate(cfg: Config) -> None:
-    m, d, t = cfg.model, cfg.data, cfg.train
+    """Every value in range, and the combinations that cannot work refused, with the key named."""
+    _check_limits(cfg)
+    m, t, o = cfg.model, cfg.train, cfg.optim
     if m.input_dim not in (1, 3):
-        raise UsageError("model.input_dim must be 1 or 3")
-    for name in ("dim", "n_downsample", "style_dim", "mlp_dim", "dis_dim", "dis_n_layer", "dis_num_scales"):
-        if getattr(m, name) < 1:
-            raise UsageError(f"model.{name} must be at least 1")
-    if m.n_res < 0:
-        raise UsageError("model.n_res must be at least 0")
-    for name, most in _MODEL_LIMITS.items():
-        if getattr(m, name) > most:
-            raise UsageError(f"model.{name} must be at most {most}, got {getattr(m, name)}")
-    if d.crop_size % 4:
-        raise UsageError(f"data.crop_size must be divisible by 4, got {d.crop_size}")
+        raise UsageError(f"model.input_dim must be 1 (grayscale) or 3 (RGB), got {m.input_dim}")
+    if m.dim * 2**m.n_downsample > MAX_CHANNELS or m.dis_dim * 2 ** (m.dis_n_layer - 1) > MAX_CHANNELS:
+        raise UsageError(
+            f"the networks would be wider than {MAX_CHANNELS} channels (model.dim * 2**model.n_downsample, "
+            "model.dis_dim * 2**(model.dis_n_layer - 1))"
+        )
+    _check_crop(cfg)
+    if t.device != "auto" and not DEVICE.match(t.device):
+        raise UsageError(f"train.device must be auto, cpu, cuda or cuda:N, got {t.device!r}")
+    if t.precision not in ("fp32", "bf16"):
+        raise UsageError(f"train.precision must be fp32 or bf16, got {t.precision!r}")
+    if not 0 <= t.ema_decay < 1:
+        raise UsageError(f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
+    if o.lr <= 0:
+        raise UsageError(f"optim.lr must be a positive number, got {o.lr}")
+    if not (0 <= o.beta1 < 1 and 0 <= o.beta2 < 1):
+        raise UsageError(f"optim.beta1 and optim.beta2 must be in [0, 1), got {o.beta1} and {o.beta2}")
+    if not 0 < o.lr_gamma <= 1:
+        raise UsageError(f"optim.lr_gamma must be in (0, 1] (the factor of each learning-rate step), got {o.lr_gamma}")
+    if cfg.loss.vgg_w > 0 and not cfg.loss.vgg_weights:
+        raise UsageError(
+            "loss.vgg_w > 0 needs a VGG-16 weights file (loss.vgg_weights)",
+            hint="nothing is downloaded: convert torchvision's vgg16 ImageNet weights to safetensors and pass its path",
+        )
+
+
+def _check_crop(cfg: Config) -> None:
+    from munit_cli.models import min_size, size_multiple  # the size rules live with the networks
+
+    m, d = cfg.model, cfg.data
+    multiple = size_multiple(m)
+    if d.crop_size % multiple:
+        raise UsageError(
+            f"data.crop_size must be divisible by {multiple} (2**model.n_downsample), got {d.crop_size}"
+        )
+    if d.crop_size < min_size(m):
+        raise UsageError(f"data.crop_size must be at least {min_size(m)} for these networks, got {d.crop_size}")
     if d.crop_size > d.load_size:
         raise UsageError(f"data.crop_size ({d.crop_size}) cannot exceed data.load_size ({d.load_size})")
     if not discriminator_fits(d.crop_size, m.dis_n_layer, m.dis_num_scales):
@@ -330,28 +399,4 @@ def validate(cfg: Config) -> None:
             f"data.crop_size {d.crop_size} is too small for discriminators with model.dis_n_layer "
             f"{m.dis_n_layer} and model.dis_num_scales {m.dis_num_scales}: they need at least {least}",
             hint="raise data.crop_size (and data.load_size) or lower model.dis_num_scales or model.dis_n_layer",
-        )
-    if t.iters < 0 or t.batch_size < 1:
-        raise UsageError("train.iters must be >= 0 and train.batch_size >= 1")
-    if t.precision not in ("fp32", "bf16"):
-        raise UsageError(f"train.precision must be fp32 or bf16, got {t.precision!r}")
-    if not 0 <= t.ema_decay < 1:
-        raise UsageError(f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
-    for name in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
-        if getattr(t, name) < 1:
-            raise UsageError(f"train.{name} must be at least 1")
-    o = cfg.optim
-    if not (math.isfinite(o.lr) and o.lr > 0):
-        raise UsageError(f"optim.lr must be a positive number, got {o.lr}")
-    if not (0 <= o.beta1 < 1 and 0 <= o.beta2 < 1):
-        raise UsageError("optim.beta1 and optim.beta2 must be in [0, 1)")
-    if not (math.isfinite(o.weight_decay) and o.weight_decay >= 0) or o.lr_step < 1 or not o.lr_gamma > 0:
-        raise UsageError("optim.weight_decay must be >= 0, optim.lr_step >= 1 and optim.lr_gamma > 0")
-    for name, value in dataclasses.asdict(cfg.loss).items():
-        if name.endswith("_w") and not (math.isfinite(value) and value >= 0):
-            raise UsageError(f"loss.{name} must be a number >= 0, got {value}")
-    if cfg.loss.vgg_w > 0 and not cfg.loss.vgg_weights:
-        raise UsageError(
-            "loss.vgg_w > 0 needs a VGG-16 weights file (loss.vgg_weights)",
-            hint="nothing is downloaded: convert torchvision's vgg16 ImageNet weights to safetensors and pass its path",
         )

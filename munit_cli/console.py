@@ -4,7 +4,6 @@ only when stderr is a terminal."""
 from __future__ import annotations
 
 import sys
-import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -65,16 +64,3 @@ def progress(description: str, total: int | None, completed: int = 0, enabled: b
     with Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task(description, total=total, completed=completed, status="")
         yield _Bar(bar, task)
-
-
-class Rate:
-    """Iterations per second between two calls, for plain-text logs."""
-
-    def __init__(self, start_step: int):
-        self.step, self.time = start_step, time.perf_counter()
-
-    def tick(self, step: int) -> float:
-        now = time.perf_counter()
-        rate = (step - self.step) / max(now - self.time, 1e-9)
-        self.step, self.time = step, now
-        return rate

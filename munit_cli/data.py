@@ -21,13 +21,15 @@ from rich.markup import escape
 from munit_cli import images
 from munit_cli.config import DataConfig
 from munit_cli.console import err
-from munit_cli.errors import MunitError
+from munit_cli.errors import MunitError, UsageError
+from munit_cli.files import display_path
 
 
 class Source(Protocol):
     """A domain's images: `len` and `get(i)` giving a uint8 (C, H, W) tensor, or None if unreadable."""
 
     name: str
+    folder: Path
 
     def __len__(self) -> int: ...
 
@@ -79,7 +81,7 @@ def open_sources(paths: list[Path], cfg: DataConfig, channels: int) -> tuple[Sou
     """Two folders, or one prepared folder (`munit prepare` output: trainA/trainB, packed or not)."""
     if len(paths) == 1:
         root = Path(paths[0])
-        packed = _packed_sources(root)
+        packed = _packed_sources(root, channels)
         if packed:
             return packed
         a, b = root / "trainA", root / "trainB"
@@ -91,17 +93,30 @@ def open_sources(paths: list[Path], cfg: DataConfig, channels: int) -> tuple[Sou
         paths = [a, b]
     if len(paths) != 2:
         raise MunitError("train takes two image folders (domain A, domain B) or one prepared dataset")
+    if Path(paths[0]).resolve() == Path(paths[1]).resolve():
+        raise UsageError(
+            f"both domains are the same folder ({display_path(paths[0])})",
+            hint="give one folder of images per domain: munit train A_DIR B_DIR",
+        )
     return FolderSource(paths[0], cfg.load_size, channels), FolderSource(paths[1], cfg.load_size, channels)
 
 
-def _packed_sources(root: Path) -> tuple[Source, Source] | None:
+def _packed_sources(root: Path, channels: int) -> tuple[Source, Source] | None:
     from munit_cli import shards
 
     found = shards.find_packed(root)
     if found is None:
         return None
-    a, b = found
-    return shards.PackedDomain(a), shards.PackedDomain(b)
+    domains = shards.PackedDomain(found[0]), shards.PackedDomain(found[1])
+    for domain in domains:
+        if domain.channels != channels:
+            kind = {1: "grayscale", 3: "RGB"}.get(domain.channels, "other")
+            raise UsageError(
+                f"{display_path(domain.folder)}: the packed images have {domain.channels} channel"
+                f"{'s' if domain.channels != 1 else ''} ({kind}), but model.input_dim is {channels}",
+                hint=f"train with --set model.input_dim={domain.channels}",
+            )
+    return domains
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,12 +190,13 @@ class DomainStream:
 
 
 class Prefetcher:
-    """Builds the next batches on background threads (decoding releases the GIL) while the model
-    trains; the result is the same as calling `make(step)` in order."""
+    """Builds the next batches on `threads` background threads (decoding releases the GIL) while
+    the model trains; the result is the same as calling `make(step)` in order. 0 threads: built
+    in the training thread when needed."""
 
-    def __init__(self, make, start_step: int, workers: int, depth: int = 2):
+    def __init__(self, make, start_step: int, threads: int, depth: int = 2):
         self.make = make
-        self.pool = ThreadPoolExecutor(max(1, workers)) if workers > 0 else None
+        self.pool = ThreadPoolExecutor(threads) if threads > 0 else None
         self.pending: dict[int, Future] = {}
         self.next_step, self.depth = start_step, depth
 

@@ -30,3 +30,10 @@ class Interrupted(MunitError):
 
     def __init__(self, message: str, signum: int):
         super().__init__(message, exit_code=128 + signum)
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (or its type's name), for a one-line error that
+    quotes what a library said without its tracebacks or multi-line dumps."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:limit]

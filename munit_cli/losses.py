@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from munit_cli.config import LossConfig
-from munit_cli.errors import MunitError
+from munit_cli.errors import MunitError, first_line
 
 
 def recon_loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -61,22 +61,32 @@ def generator_terms(
     return terms
 
 
+# Which LossConfig weight multiplies each term of `generator_terms`.
+TERM_WEIGHTS = {
+    "adv_a": "gan_w",
+    "adv_b": "gan_w",
+    "recon_x_a": "recon_x_w",
+    "recon_x_b": "recon_x_w",
+    "recon_s_a": "recon_s_w",
+    "recon_s_b": "recon_s_w",
+    "recon_c_a": "recon_c_w",
+    "recon_c_b": "recon_c_w",
+    "cyc_x_a": "recon_x_cyc_w",
+    "cyc_x_b": "recon_x_cyc_w",
+    "vgg_a": "vgg_w",
+    "vgg_b": "vgg_w",
+}
+
+
 def total_generator_loss(terms: dict[str, torch.Tensor], w: LossConfig) -> torch.Tensor:
-    weights = {
-        "adv": w.gan_w,
-        "recon_x": w.recon_x_w,
-        "recon_s": w.recon_s_w,
-        "recon_c": w.recon_c_w,
-        "cyc_x": w.recon_x_cyc_w,
-        "vgg": w.vgg_w,
-    }
-    return sum(weights[name.rsplit("_", 1)[0]] * value for name, value in terms.items())
+    return sum(getattr(w, TERM_WEIGHTS[name]) * value for name, value in terms.items())
 
 
 class VGGPerceptual(nn.Module):
     """Domain-invariant perceptual loss: MSE between instance-normalised VGG-16 relu5_3 features.
 
-    The ImageNet weights cannot be downloaded here, so the user supplies them as a safetensors file
+    As in the authors' network, there is no max-pool between relu4_3 and conv5_1 (torchvision's
+    stack has one), so relu5_3 comes out at 1/8 of the input resolution. The ImageNet weights cannot be downloaded here, so the user supplies them as a safetensors file
     holding torchvision's `vgg16().features` state dict (keys like `features.0.weight` or `0.weight`).
     """
 
@@ -97,14 +107,15 @@ class VGGPerceptual(nn.Module):
         try:
             state = load_file(str(path))
         except Exception as exc:  # safetensors raises several types for a bad file
-            raise MunitError(f"{path}: not a readable safetensors file ({exc})") from None
+            raise MunitError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
         state = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
-        features = vgg16(weights=None).features[:30]  # up to relu5_3
+        features = vgg16(weights=None).features[:30]  # up to relu5_3, keyed as torchvision's file
         try:
             features.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise MunitError(f"{path}: not VGG-16 feature weights ({str(exc).splitlines()[0]})") from None
-        self.features = features.eval().requires_grad_(False)
+            raise MunitError(f"{path}: not VGG-16 feature weights ({first_line(exc)})") from None
+        pool4 = 23  # the max-pool after relu4_3
+        self.features = nn.Sequential(*features[:pool4], *features[pool4 + 1 :]).eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor(self.MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(self.STD).view(1, 3, 1, 1))
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import re
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,13 +27,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
-from munit_cli.errors import MunitError
+from munit_cli.errors import MunitError, first_line
 from munit_cli.files import write_atomic
 
 FORMAT = "munit-packed"
 VERSION = 1
 INDEX = "index.json"
 DEFAULT_SHARD_BYTES = 256 << 20
+SHARD_NAME = re.compile(r"^[0-9a-f]{8}-\d{5}\.safetensors$")  # what write_packed names them: a plain name
+MAX_SIDE = 1 << 16  # far above any prepared image; bounds what a lying shard can make us allocate
 
 
 def write_packed(
@@ -98,13 +101,14 @@ def _shard_bytes(tensors: list[torch.Tensor]) -> bytes:
 
 
 def read_index(folder: Path) -> dict:
+    """The pack's index, every field checked against what `write_packed` writes."""
     path = Path(folder) / INDEX
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise MunitError(f"{folder}: not a packed image folder (no {INDEX})") from None
-    except (OSError, ValueError) as exc:
-        raise MunitError(f"{path}: unreadable pack index ({exc})") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise MunitError(f"{path}: unreadable pack index ({first_line(exc)})") from None
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise MunitError(f"{path}: not a munit pack index")
     if index.get("version") != VERSION:
@@ -112,7 +116,34 @@ def read_index(folder: Path) -> dict:
             f"{path}: pack format version {index.get('version')} is not supported (this munit reads {VERSION})",
             hint="rerun munit prepare with --pack to rebuild it",
         )
+    _check_index(path, index)
     return index
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_index(path: Path, index: dict) -> None:
+    def broken(what: str) -> MunitError:
+        return MunitError(f"{path}: broken pack index ({what})", hint="rerun munit prepare with --pack to rebuild it")
+
+    names, shards = index.get("names"), index.get("shards")
+    if not _count(index.get("count")):
+        raise broken("count is not a number of images")
+    if index.get("channels") not in (1, 3):
+        raise broken(f"channels must be 1 or 3, got {index.get('channels')!r}")
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)) or len(names) != index["count"]:
+        raise broken("names must be a list of count strings")
+    if not (isinstance(shards, list) and all(isinstance(s, dict) for s in shards)):
+        raise broken("shards must be a list of tables")
+    for shard in shards:
+        if not (isinstance(shard.get("file"), str) and SHARD_NAME.match(shard["file"])):
+            raise broken(f"shard file {shard.get('file')!r} is not a shard name of this folder")
+        if not _count(shard.get("count")):
+            raise broken(f"shard {shard['file']}: count is not a number of images")
+    if sum(s["count"] for s in shards) != index["count"]:
+        raise broken(f"shard counts do not add up to the {index['count']} names")
 
 
 def find_packed(root: Path) -> tuple[Path, Path] | None:
@@ -123,9 +154,7 @@ def find_packed(root: Path) -> tuple[Path, Path] | None:
 
 class PackedDomain:
     """Random access to a packed folder: `len`, and `self[i]` / `get(i)` give a uint8 (C, H, W) tensor.
-
-    Shards are opened lazily in the process that reads them, so instances can be handed to
-    DataLoader workers (each maps the files itself)."""
+    Shards are opened (memory-mapped) on first use, and their tables checked then."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
@@ -134,11 +163,9 @@ class PackedDomain:
         self.names: list[str] = index["names"]
         self.channels: int = index["channels"]
         self._files = [self.folder / s["file"] for s in index["shards"]]
-        counts = [s["count"] for s in index["shards"]]
-        self._starts = [sum(counts[:k]) for k in range(len(counts))]
-        if sum(counts) != len(self.names):
-            raise MunitError(f"{self.folder / INDEX}: shard counts do not add up to the {len(self.names)} names")
-        self._open: list | None = None
+        self._counts = [s["count"] for s in index["shards"]]
+        self._starts = [sum(self._counts[:k]) for k in range(len(self._counts))]
+        self._open: list = [None] * len(self._files)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -157,16 +184,44 @@ class PackedDomain:
         return self[i]
 
     def _shard(self, k: int) -> tuple:
-        if self._open is None:
-            self._open = [None] * len(self._files)
         if self._open[k] is None:
+            path = self._files[k]
             try:
-                handle = safe_open(str(self._files[k]), framework="pt")
+                handle = safe_open(str(path), framework="pt")
+                tables = {key: handle.get_tensor(key) for key in ("offsets", "shapes")}
+                pixels = handle.get_slice("pixels")
+                layout = (pixels.get_dtype(), pixels.get_shape())
             except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
-                raise MunitError(f"{self._files[k]}: unreadable shard ({exc})") from None
-            self._open[k] = (handle, handle.get_tensor("offsets").tolist(), handle.get_tensor("shapes").tolist())
+                raise MunitError(f"{path}: unreadable shard ({first_line(exc)})") from None
+            offsets, shapes = self._checked_tables(path, self._counts[k], tables, layout)
+            self._open[k] = (handle, offsets, shapes)
         return self._open[k]
 
-    def __getstate__(self) -> dict:
-        # Open file handles cannot cross process boundaries; each process reopens its shards.
-        return {**self.__dict__, "_open": None}
+    def _checked_tables(self, path: Path, count: int, tables: dict, layout: tuple) -> tuple[list, list]:
+        """The shard's tables as `write_packed` makes them, or an error: every image's bytes lie
+        inside `pixels` and its shape accounts for exactly those bytes."""
+        offsets, shapes = tables["offsets"], tables["shapes"]
+        dtype, pixels_shape = layout
+        ok = (
+            dtype == "U8"
+            and len(pixels_shape) == 1
+            and offsets.dtype == torch.int64
+            and tuple(offsets.shape) == (count + 1,)
+            and shapes.dtype == torch.int64
+            and tuple(shapes.shape) == (count, 3)
+        )
+        if ok and count:
+            sizes = offsets[1:] - offsets[:-1]
+            ok = (
+                int(offsets[0]) == 0
+                and int(offsets[-1]) == pixels_shape[0]
+                and bool((shapes[:, 0] == self.channels).all())
+                and bool(((shapes[:, 1:] >= 1) & (shapes[:, 1:] <= MAX_SIDE)).all())
+                and bool((sizes == shapes.prod(dim=1)).all())
+            )
+        if not ok:
+            raise MunitError(
+                f"{path}: broken shard (its tables do not describe {count} {self.channels}-channel images)",
+                hint="rerun munit prepare with --pack to rebuild it",
+            )
+        return offsets.tolist(), shapes.tolist()

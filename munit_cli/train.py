@@ -1,50 +1,41 @@
 """The training loop: one discriminator update, then one generator update, every iteration.
 
-`run(cfg, data, out)` is what `munit train` calls. The run folder holds the resolved config,
-metrics.jsonl, sample grids, the fixed preview inputs and the checkpoints.
+`run(cfg, data, out)` is what `munit train` calls; the run folder itself (lock, identity, resume
+point, previews) is `rundir`'s concern.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import time
-import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
-from rich.markup import escape
 
-from munit_cli import checkpoint, data, dist, files, images, losses, models
+from munit_cli import checkpoint, config, data, dist, images, losses, models, rundir
 from munit_cli.config import Config
-from munit_cli.runtime import hash_seed, pick_device
 from munit_cli.console import err, is_tty, progress
 from munit_cli.errors import Interrupted, MunitError
-
-RUN_FILE = "run.json"
-LOCK_FILE = ".lock"
-
-
-@dataclass
-class RunInfo:
-    """Identity of a run that outlives its checkpoints: names and the model fingerprint seed."""
-
-    names: tuple[str, str]
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-
+from munit_cli.results import Result
+from munit_cli.runtime import hash_seed, pick_device
 
 # ---------------------------------------------------------------------------------------------
 # Small pieces
 
 
 def learning_rate(cfg: Config, step: int) -> float:
-    """Step schedule: lr * gamma ** (step // lr_step), a pure function of the step (nothing to save)."""
-    return cfg.optim.lr * cfg.optim.lr_gamma ** (step // cfg.optim.lr_step)
+    """The learning rate of iteration `step` (0-based): lr * gamma ** ((step + 1) // lr_step).
+
+    The authors' step scheduler advances before each update, so iteration k already trains with
+    the rate of k + 1 iterations done: the first halving applies at iteration lr_step - 1. A pure
+    function of the step, so there is nothing to save for an exact resume."""
+    return cfg.optim.lr * cfg.optim.lr_gamma ** ((step + 1) // cfg.optim.lr_step)
 
 
 def make_optimizer(params, cfg: Config) -> torch.optim.Adam:
@@ -128,125 +119,6 @@ class SignalGuard:
             signal.signal(sig, old)
 
 
-@contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """One trainer per run folder. flock is released by the OS when a process dies, so a crash
-    never leaves the folder locked."""
-    import fcntl
-
-    path = run_dir / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise MunitError(
-            f"{run_dir} is in use by another munit train process",
-            hint="wait for it to finish, or train into another --out folder",
-        ) from None
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)
-
-
-# ---------------------------------------------------------------------------------------------
-# Run folder
-
-
-def check_run_dir(out: Path, resume: str | None, overwrite: bool) -> None:
-    """A non-empty folder is only reused with --resume (continue) or --overwrite (start over)."""
-    if resume is None and not overwrite and out.exists() and any(p.name != LOCK_FILE for p in out.iterdir()):
-        raise MunitError(
-            f"{out} already exists and is not empty",
-            hint="continue it with --resume auto, or start over with --overwrite",
-        )
-
-
-def prepare_run_dir(out: Path, cfg: Config, names: tuple[str, str], resume: str | None, overwrite: bool) -> RunInfo:
-    """Set up the run folder; call while holding its lock (with --overwrite it clears the folder)."""
-    check_run_dir(out, resume, overwrite)
-    if resume is None and overwrite:
-        import shutil
-
-        for entry in out.iterdir():
-            if entry.name != LOCK_FILE:
-                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-    # what a trainer killed mid-write (kill -9, power loss) left behind
-    files.remove_stale_temporaries(
-        [out, out / checkpoint.CHECKPOINT_DIR, out / "samples", *(out / "preview").glob("*")]
-    )
-    # the recipe first: a run killed right after this resumes with it, even when no flags are given again
-    files.write_atomic(out / "config.toml", cfg.to_toml().encode(), durable=True)
-    run_file = out / RUN_FILE
-    if run_file.is_file():
-        stored = json.loads(run_file.read_text())
-        info = RunInfo(tuple(stored["names"]), stored["run_id"])
-    else:
-        info = RunInfo(names)
-        files.write_atomic(run_file, json.dumps({"names": list(names), "run_id": info.run_id}).encode(), durable=True)
-    return info
-
-
-@dataclass
-class ResumePoint:
-    """A checkpoint pair already read and verified, so resuming reads each file once."""
-
-    state_path: Path
-    state: tuple[dict[str, torch.Tensor], dict[str, str]]
-    gen_path: Path
-    gen_tensors: dict[str, torch.Tensor]
-
-
-def _read_pair(state_path: Path) -> ResumePoint:
-    gen_path = state_path.with_name(state_path.name.replace("state_", "gen_"))
-    state = checkpoint.read_tensors(state_path, checkpoint.STATE_KIND)
-    gen_tensors = checkpoint.read_tensors(gen_path, checkpoint.GENERATOR_KIND)[0]
-    return ResumePoint(state_path, state, gen_path, gen_tensors)
-
-
-def find_resume_point(out: Path, resume: str) -> ResumePoint | None:
-    """`auto`: the newest checkpoint pair that reads back whole; a path: exactly that state file."""
-    if resume != "auto":
-        path = Path(resume)
-        if not path.is_file():
-            raise MunitError(f"--resume {resume}: no such checkpoint file")
-        return _read_pair(path)
-    for step in reversed(checkpoint.list_steps(out, "state")):
-        try:
-            return _read_pair(checkpoint.checkpoint_paths(out, step)[1])
-        except MunitError as exc:
-            err.print(f"[yellow]warning:[/] {escape(str(exc))}; trying the previous checkpoint", markup=True)
-    return None
-
-
-def truncate_metrics(path: Path, step: int) -> None:
-    """After a resume, drop log lines from steps the resumed run will redo, and a last line that a
-    crash (or a full disk) cut short."""
-    if not path.is_file():
-        return
-    kept = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("step", 0) <= step:
-            kept.append(line)
-    files.write_atomic(path, ("\n".join(kept) + "\n" if kept else "").encode(), durable=True)
-
-
-def save_previews(out: Path, preview_a: torch.Tensor, preview_b: torch.Tensor, names: tuple[str, str]) -> None:
-    """The fixed inputs of the sample grids, kept as PNGs so `munit interpolate` can reuse them."""
-    for domain, batch in (("A", preview_a), ("B", preview_b)):
-        folder = out / "preview" / domain
-        folder.mkdir(parents=True, exist_ok=True)
-        for i, x in enumerate(batch):
-            images.save_png(x, folder / f"{i:02d}.png")
-
-
 # ---------------------------------------------------------------------------------------------
 # The two updates
 
@@ -259,12 +131,13 @@ def translate_for_dis(gen, x_a, x_b, s_a, s_b, autocast) -> tuple[torch.Tensor, 
         return g.gen_a.decode(c_b, s_a), g.gen_b.decode(c_a, s_b)
 
 
-def dis_update(dis, opt_dis, x_a, x_b, x_ba, x_ab, autocast) -> torch.Tensor:
-    """Discriminators score real images against (detached) translations."""
+def dis_update(dis, opt_dis, x_a, x_b, x_ba, x_ab, gan_w: float, autocast) -> torch.Tensor:
+    """Discriminators score real images against (detached) translations. Their loss is weighted
+    by gan_w as in the authors' trainer: with weight decay, Adam is not fully scale-invariant."""
     opt_dis.zero_grad(set_to_none=True)
     with autocast():
         out = dis(x_a, x_ba.detach(), x_b, x_ab.detach())
-        loss = losses.dis_loss(out["real_a"], out["fake_a"]) + losses.dis_loss(out["real_b"], out["fake_b"])
+        loss = gan_w * (losses.dis_loss(out["real_a"], out["fake_a"]) + losses.dis_loss(out["real_b"], out["fake_b"]))
     loss.backward()
     opt_dis.step()
     return loss.detach()
@@ -297,9 +170,11 @@ class Trainer:
     two updates' samples changes, not what each update computes in expectation.
     """
 
-    def __init__(self, cfg: Config, device: torch.device, vgg=None):
+    def __init__(self, cfg: Config, device: torch.device, vgg=None, shard: data.Shard | None = None):
         self.cfg, self.device, self.vgg = cfg, device, vgg
+        self.shard = shard or data.Shard()
         torch.manual_seed(cfg.train.seed)
+        # The networks themselves: their weights are what checkpoints, the EMA and samples read.
         self.gen, self.dis = models.build(cfg.model)
         self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         for net in (self.gen, self.dis):
@@ -308,17 +183,15 @@ class Trainer:
         self.opt_dis = make_optimizer(self.dis.parameters(), cfg)
         decay = cfg.train.ema_decay
         self.ema = EMA(self.gen, decay, cfg.train.ema_start) if decay > 0 else None
-        self.shard = data.Shard()
-        self.wrapped = False
-
-    def wrap(self, shard: data.Shard) -> None:
-        """DDP wrappers (a no-op in one process) and compilation; call after loading a checkpoint."""
-        self.shard = shard
-        gen_ddp, dis_ddp = dist.wrap(self.gen, self.device), dist.wrap(self.dis, self.device)
-        compile_ = torch.compile if self.cfg.train.compile else (lambda m: m)
-        self.gen_run, self.dis_run = compile_(gen_ddp), compile_(dis_ddp)
-        self.dis_a_run, self.dis_b_run = compile_(self.dis.dis_a), compile_(self.dis.dis_b)
-        self.wrapped = True
+        # What the updates call, made once: the same parameters behind DDP wrappers (gradients are
+        # averaged over ranks; a no-op in one process) and compiled when train.compile is set.
+        # Loading a checkpoint later writes into those parameters, which every handle shares.
+        compile_ = torch.compile if cfg.train.compile else (lambda m: m)
+        self.gen_step = compile_(dist.wrap(self.gen, device))
+        self.dis_step = compile_(dist.wrap(self.dis, device))
+        # The generator update only reads the discriminators (frozen, no gradients to average),
+        # so it scores through the plain modules, compiled, without DDP.
+        self.dis_a_score, self.dis_b_score = compile_(self.dis.dis_a), compile_(self.dis.dis_b)
 
     def autocast(self):
         if self.cfg.train.precision == "bf16":
@@ -327,8 +200,6 @@ class Trainer:
 
     def step(self, x_a: torch.Tensor, x_b: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """Iteration `step` (0-based) on this rank's batches; returns detached loss terms."""
-        if not self.wrapped:
-            self.wrap(self.shard)
         cfg, ac = self.cfg, self.autocast
         x_a = x_a.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         x_b = x_b.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
@@ -345,15 +216,15 @@ class Trainer:
         s_a, s_b = styles()
         if cfg.train.share_translations:
             with ac():
-                out = self.gen_run(x_a, x_b, s_a, s_b, cycle=cycle)
-            loss_d = dis_update(self.dis_run, self.opt_dis, x_a, x_b, out["x_ba"], out["x_ab"], ac)
+                out = self.gen_step(x_a, x_b, s_a, s_b, cycle=cycle)
+            loss_d = dis_update(self.dis_step, self.opt_dis, x_a, x_b, out["x_ba"], out["x_ab"], cfg.loss.gan_w, ac)
         else:
             x_ba, x_ab = translate_for_dis(self.gen, x_a, x_b, s_a, s_b, ac)
-            loss_d = dis_update(self.dis_run, self.opt_dis, x_a, x_b, x_ba, x_ab, ac)
+            loss_d = dis_update(self.dis_step, self.opt_dis, x_a, x_b, x_ba, x_ab, cfg.loss.gan_w, ac)
             s_a, s_b = styles()
             with ac():
-                out = self.gen_run(x_a, x_b, s_a, s_b, cycle=cycle)
-        terms = gen_update(out, self.dis_a_run, self.dis_b_run, self.dis, self.opt_gen, x_a, x_b, cfg, self.vgg, ac)
+                out = self.gen_step(x_a, x_b, s_a, s_b, cycle=cycle)
+        terms = gen_update(out, self.dis_a_score, self.dis_b_score, self.dis, self.opt_gen, x_a, x_b, cfg, self.vgg, ac)
         if self.ema is not None:
             self.ema.update(self.gen, step + 1)
         terms["dis_total"] = loss_d
@@ -394,6 +265,35 @@ def write_grid(path: Path, batch: torch.Tensor, columns: int) -> None:
 # The loop
 
 
+@dataclass
+class TrainResult(Result):
+    """What `munit train` reports (rank 0's view of a distributed run)."""
+
+    run: Path
+    step: int
+    generator: Path
+    samples: Path
+    names: list[str]
+    world_size: int
+    global_batch: int
+    losses: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def resolve_config(
+    out: Path,
+    resume: str | None,
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """The recipe of a run: on resume, the run's own config.toml is the base (unless a preset or
+    a config file is named), and `overrides` still apply on top."""
+    if preset is None and config_file is None:
+        config_file = rundir.recipe_file(Path(out), resume)
+    return config.resolve(preset, config_file, overrides)
+
+
 def run(
     cfg: Config,
     data_paths: list[Path],
@@ -401,29 +301,59 @@ def run(
     names: tuple[str, str] | None = None,
     resume: str | None = None,
     overwrite: bool = False,
-) -> dict[str, Any]:
-    """Train MUNIT on two unpaired domains into the run folder `out`; returns a summary."""
+) -> TrainResult | None:
+    """Train MUNIT on two unpaired domains into the run folder `out`. Returns the summary on the
+    main process, None on the other ranks of a distributed run."""
     ctx = dist.context(cfg.train.device)
     out = Path(out)
     # Everything that can fail on the user's input fails here, before the run folder is touched.
     source_a, source_b = data.open_sources(data_paths, cfg.data, cfg.model.input_dim)
+    rundir.check_data_apart(out, [source_a.folder, source_b.folder])
     names = names or (source_a.name, source_b.name)
     device = pick_device(cfg.train.device) if ctx.world == 1 else ctx.device
     vgg = losses.VGGPerceptual(cfg.loss.vgg_weights).to(device) if cfg.loss.vgg_w > 0 else None
     samples = Samples(cfg, out, source_a, source_b, device)
+    trainer = Trainer(cfg, device, vgg, data.Shard(ctx.rank, ctx.world))
     if ctx.is_main:  # the other ranks would find rank 0's files
-        check_run_dir(out, resume, overwrite)
-        out.mkdir(parents=True, exist_ok=True)
-    with run_lock(out) if ctx.is_main else nullcontext():
+        rundir.check_run_dir(out, resume, overwrite)
+        rundir.create(out)
+    with rundir.run_lock(out) if ctx.is_main else nullcontext():
+        # Rank 0 checks the checkpoints against the recipe before it writes anything, so a
+        # refused resume leaves the run folder as it was; the other ranks read what it wrote.
         if ctx.is_main:
-            prepare_run_dir(out, cfg, names, resume, overwrite)
+            info = rundir.run_info(out, names, resume)
+            start = resume_into(trainer, out, resume, checkpoint.model_fingerprint(info.run_id, cfg))
+            rundir.prepare_run_dir(out, cfg, info, resume, overwrite)
+            if resume:  # also from step 0: a run killed before its first checkpoint logged steps
+                rundir.truncate_metrics(out / rundir.METRICS_FILE, start)
         dist.barrier()
-        stored = json.loads((out / RUN_FILE).read_text())
-        info = RunInfo(tuple(stored["names"]), stored["run_id"])
-        fingerprint = checkpoint.model_fingerprint(info.run_id, cfg)
-        summary = _train(cfg, ctx, out, source_a, source_b, samples, info.names, fingerprint, device, vgg, resume)
+        if not ctx.is_main:
+            info = rundir.RunInfo.read(out)
+            if info is None:
+                raise MunitError(f"{out / rundir.RUN_FILE}: missing after rank 0 wrote it (a bug: please report it)")
+            start = resume_into(trainer, out, resume, checkpoint.model_fingerprint(info.run_id, cfg), announce=False)
+        session = Session(cfg, ctx, out, trainer, info.names, checkpoint.model_fingerprint(info.run_id, cfg), samples)
+        result = session.train(source_a, source_b, start)
     dist.shutdown()
-    return summary
+    return result
+
+
+def resume_into(trainer: Trainer, out: Path, resume: str | None, fingerprint: str, announce: bool = True) -> int:
+    """Load generators (and their EMA), discriminators and optimizers from the resume point, if
+    any, after checking it belongs to this run; returns the step to continue from."""
+    point = rundir.find_resume_point(out, resume) if resume else None
+    if point is None:
+        return 0
+    raw, averaged = checkpoint.split_ema(point.gen_tensors)
+    checkpoint.load_state_dict_checked(trainer.gen, raw, point.gen_path)
+    if trainer.ema is not None:
+        checkpoint.load_state_dict_checked(trainer.ema.model, averaged or raw, point.gen_path)
+    opts = (trainer.opt_gen, trainer.opt_dis)
+    loaded = checkpoint.load_state(point.state_path, trainer.dis, *opts, read=point.state)
+    rundir.check_fingerprint(point, loaded["extra"], fingerprint)
+    if announce:
+        err.print(f"resuming from step {loaded['step']} ({point.state_path})")
+    return loaded["step"]
 
 
 class LossLog:
@@ -482,115 +412,109 @@ class Samples:
         write_grid(self.folder / f"step_{step:08d}.png", grid, 4)
 
 
-def resume_into(trainer: Trainer, point: ResumePoint) -> int:
-    """Load generators (and their EMA), discriminators, optimizers and RNGs; returns the step."""
-    raw, averaged = checkpoint.split_ema(point.gen_tensors)
-    checkpoint.load_state_dict_checked(trainer.gen, raw, point.gen_path)
-    if trainer.ema is not None:
-        checkpoint.load_state_dict_checked(trainer.ema.model, averaged or raw, point.gen_path)
-    opts = (trainer.opt_gen, trainer.opt_dis)
-    return checkpoint.load_state(point.state_path, trainer.dis, *opts, read=point.state)["step"]
+@dataclass
+class Session:
+    """One training run in progress: what the loop, its saves and its checks share."""
 
+    cfg: Config
+    ctx: dist.Context
+    out: Path
+    trainer: Trainer
+    names: tuple[str, str]
+    fingerprint: str
+    samples: Samples
+    saved_at: int = 0  # the newest step whose checkpoint is on disk (or the step the run started at)
 
-def _train(cfg, ctx, out, source_a, source_b, samples, names, fingerprint, device, vgg, resume) -> dict[str, Any]:
-    trainer = Trainer(cfg, device, vgg)
-    start = 0
-    point = find_resume_point(out, resume) if resume else None
-    if point is not None:
-        start = resume_into(trainer, point)
-        if ctx.is_main:
-            err.print(f"resuming from step {start} ({point.state_path})")
-    if resume and ctx.is_main:  # also from step 0: a run killed before its first checkpoint logged steps
-        truncate_metrics(out / "metrics.jsonl", start)
-
-    shard = data.Shard(ctx.rank, ctx.world)
-    trainer.wrap(shard)
-    bs, iters = cfg.train.batch_size, cfg.train.iters
-    stream_a = data.DomainStream(source_a, cfg.data, bs, cfg.train.seed, "a", shard)
-    stream_b = data.DomainStream(source_b, cfg.data, bs, cfg.train.seed, "b", shard)
-    loader = data.Prefetcher(lambda step: (stream_a.batch(step), stream_b.batch(step)), start, cfg.data.num_workers)
-    log = LossLog(out / "metrics.jsonl", write=ctx.is_main)
-    if ctx.is_main:
-        save_previews(out, samples.preview_a, samples.preview_b, names)
-        samples.folder.mkdir(exist_ok=True)
-        (out / checkpoint.CHECKPOINT_DIR).mkdir(exist_ok=True)
-        err.print(
-            f"training {names[0]} <-> {names[1]} on {device} ({cfg.preset} preset, "
-            f"global batch {bs * ctx.world}, {iters} iterations) into {out}"
-        )
-
-    def save(step: int) -> None:
-        _check_finite_params(trainer.gen, step, out, saved_at)
-        if ctx.is_main:
-            gen_path, state_path = checkpoint.checkpoint_paths(out, step)
+    def save(self, step: int) -> None:
+        """Checkpoint `step` (rank 0 writes, every rank waits for it)."""
+        trainer, cfg = self.trainer, self.cfg
+        if not all(torch.isfinite(p).all() for p in trainer.gen.parameters()):
+            self.check_finite({"weights": math.nan}, step)
+        if self.ctx.is_main:
+            gen_path, state_path = checkpoint.checkpoint_paths(self.out, step)
             ema = trainer.ema.model if trainer.ema else None
-            checkpoint.save_generator(gen_path, trainer.gen, cfg, names, step, fingerprint, ema)
+            checkpoint.save_generator(gen_path, trainer.gen, cfg, self.names, step, self.fingerprint, ema)
             opts = (trainer.opt_gen, trainer.opt_dis)
-            checkpoint.save_state(state_path, trainer.dis, *opts, cfg, names, step, {"fingerprint": fingerprint})
-            checkpoint.prune(out, cfg.train.keep_checkpoints)
+            checkpoint.save_state(state_path, trainer.dis, *opts, cfg, self.names, step, {"fingerprint": self.fingerprint})
+            checkpoint.prune(self.out, cfg.train.keep_checkpoints)
         dist.barrier()
+        self.saved_at = step
 
-    def due(step: int, every: int) -> bool:
-        return step % every == 0 or step == iters
+    def check_finite(self, logged: dict[str, float], step: int) -> None:
+        bad = [k for k, v in logged.items() if not math.isfinite(v)]
+        if bad:
+            raise MunitError(
+                f"loss became NaN/Inf at step {step} ({', '.join(bad)}); stopped without saving it",
+                hint=f"the last good checkpoint is step {self.saved_at} in {self.out}/checkpoints; "
+                "try a lower lr or --precision fp32",
+            )
 
-    step = saved_at = start
-    with SignalGuard() as guard, progress("train", iters, start, enabled=ctx.is_main) as bar:
-        try:
-            while step < iters:
-                x_a, x_b = loader.get(step)
-                log.add(trainer.step(x_a, x_b, step))
-                step += 1
-                at_log = due(step, cfg.train.log_every)
-                if at_log:
-                    logged = log.flush(step, learning_rate(cfg, step - 1))
-                    _check_finite(logged, step, out, saved_at)
-                    if ctx.is_main and not is_tty():
-                        err.print(f"step {step}/{iters}  {log.status()}")
-                bar.update(1, status=log.status())
-                if ctx.is_main and due(step, cfg.train.sample_every):
-                    samples.write(trainer.ema.model if trainer.ema else trainer.gen, step)
-                if due(step, cfg.train.checkpoint_every):
-                    save(step)
-                    saved_at = step
-                # Ranks must stop at the same step, so under DDP they agree at log intervals only.
-                if (at_log or ctx.world == 1) and dist.any_rank(guard.signum is not None):
-                    guard.signum = guard.signum or signal.SIGTERM
-                    break
-        finally:
-            loader.close()
+    def train(self, source_a, source_b, start: int) -> TrainResult | None:
+        cfg, ctx, out, trainer, samples = self.cfg, self.ctx, self.out, self.trainer, self.samples
+        bs, iters = cfg.train.batch_size, cfg.train.iters
+        stream_a = data.DomainStream(source_a, cfg.data, bs, cfg.train.seed, "a", trainer.shard)
+        stream_b = data.DomainStream(source_b, cfg.data, bs, cfg.train.seed, "b", trainer.shard)
 
-        if guard.signum is not None:
-            if saved_at != step:
-                save(step)
-            sig = signal.Signals(guard.signum).name
-            message = f"{sig}: stopped at step {step}; saved {out}/checkpoints (resume with --resume auto)"
-            raise Interrupted(message, guard.signum)
+        def batches(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return stream_a.batch(step), stream_b.batch(step)
 
-    if not dist.ranks_agree(trainer.gen):
-        raise MunitError("distributed workers ended with different weights (a bug: please report it)")
-    return {
-        "rank": ctx.rank,
-        "world_size": ctx.world,
-        "global_batch": bs * ctx.world,
-        "run": str(out),
-        "step": step,
-        "generator": str(checkpoint.checkpoint_paths(out, step)[0]),
-        "samples": str(samples.folder),
-        "names": list(names),
-        "losses": log.last,
-        "seconds": round(time.perf_counter() - log.t0, 2),
-    }
+        loader = data.Prefetcher(batches, start, cfg.data.prefetch_threads)
+        log = LossLog(out / rundir.METRICS_FILE, write=ctx.is_main)
+        if ctx.is_main:
+            rundir.save_previews(out, samples.preview_a, samples.preview_b)
+            samples.folder.mkdir(exist_ok=True)
+            (out / checkpoint.CHECKPOINT_DIR).mkdir(exist_ok=True)
+            err.print(
+                f"training {self.names[0]} <-> {self.names[1]} on {trainer.device} ({cfg.preset} preset, "
+                f"global batch {bs * ctx.world}, {iters} iterations) into {out}"
+            )
 
+        def due(step: int, every: int) -> bool:
+            return step % every == 0 or step == iters
 
-def _check_finite(logged: dict[str, float], step: int, out: Path, saved_at: int) -> None:
-    bad = [k for k, v in logged.items() if not math.isfinite(v)]
-    if bad:
-        raise MunitError(
-            f"loss became NaN/Inf at step {step} ({', '.join(bad)}); stopped without saving it",
-            hint=f"the last good checkpoint is step {saved_at} in {out}/checkpoints; try a lower lr or --precision fp32",
+        step = self.saved_at = start
+        with SignalGuard() as guard, progress("train", iters, start, enabled=ctx.is_main) as bar:
+            try:
+                while step < iters:
+                    x_a, x_b = loader.get(step)
+                    log.add(trainer.step(x_a, x_b, step))
+                    step += 1
+                    at_log = due(step, cfg.train.log_every)
+                    if at_log:
+                        self.check_finite(log.flush(step, learning_rate(cfg, step - 1)), step)
+                        if ctx.is_main and not is_tty():
+                            err.print(f"step {step}/{iters}  {log.status()}")
+                    bar.update(1, status=log.status())
+                    if ctx.is_main and due(step, cfg.train.sample_every):
+                        samples.write(trainer.ema.model if trainer.ema else trainer.gen, step)
+                    if due(step, cfg.train.checkpoint_every):
+                        self.save(step)
+                    # Ranks must stop at the same step, so under DDP they agree at log intervals only.
+                    if (at_log or ctx.world == 1) and dist.any_rank(guard.signum is not None):
+                        guard.signum = guard.signum or signal.SIGTERM
+                        break
+            finally:
+                loader.close()
+
+            if guard.signum is not None:
+                if self.saved_at != step:
+                    self.save(step)
+                sig = signal.Signals(guard.signum).name
+                message = f"{sig}: stopped at step {step}; saved {out}/checkpoints (resume with --resume auto)"
+                raise Interrupted(message, guard.signum)
+
+        if not dist.ranks_agree(trainer.gen):
+            raise MunitError("distributed workers ended with different weights (a bug: please report it)")
+        if not ctx.is_main:
+            return None
+        return TrainResult(
+            run=out,
+            step=step,
+            generator=checkpoint.checkpoint_paths(out, step)[0],
+            samples=samples.folder,
+            names=list(self.names),
+            world_size=ctx.world,
+            global_batch=bs * ctx.world,
+            losses=log.last,
+            seconds=round(time.perf_counter() - log.t0, 2),
         )
-
-
-def _check_finite_params(gen: torch.nn.Module, step: int, out: Path, saved_at: int) -> None:
-    if not all(torch.isfinite(p).all() for p in gen.parameters()):
-        _check_finite({"weights": math.nan}, step, out, saved_at)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from pathlib import Path
 
 import pytest
@@ -131,18 +130,17 @@ def test_generator_for_another_architecture_does_not_fit(tmp_path, tiny_cfg, tra
 def test_state_round_trip(tmp_path, trained):
     cfg, gen, dis, opt_gen, opt_dis = trained
     path = tmp_path / "state.safetensors"
-    random.seed(99)
-    torch.manual_seed(42)
     checkpoint.save_state(path, dis, opt_gen, opt_dis, cfg, ("a", "b"), 2, {"fingerprint": "xyz"})
-    after_save_torch = torch.rand(5)
-    after_save_py = random.random()
+    tensors, metadata = checkpoint.read_tensors(path, checkpoint.STATE_KIND)
+    # no global random state: training draws from generators seeded by (seed, step)
+    assert not any(k.startswith("rng.") for k in [*tensors, *metadata])
 
     _, dis2, opt_gen2, opt_dis2 = _fresh(cfg)
-    torch.rand(100)  # move every RNG somewhere else
-    random.random()
+    torch.manual_seed(7)
+    expected = torch.rand(5)
+    torch.manual_seed(7)
     out = checkpoint.load_state(path, dis2, opt_gen2, opt_dis2)
-    assert torch.equal(torch.rand(5), after_save_torch)
-    assert random.random() == after_save_py
+    assert torch.equal(torch.rand(5), expected)  # loading leaves the global RNG alone
     assert out == {"step": 2, "extra": {"fingerprint": "xyz"}}
 
     for key, value in dis.state_dict().items():
@@ -181,6 +179,84 @@ def test_restored_optimizer_continues_identically(tmp_path, trained):
     for (key, a), b in zip(dis1.state_dict().items(), dis2.state_dict().values()):
         assert torch.equal(a, b), key
     assert not torch.equal(dis1.state_dict()[key], dis.state_dict()[key])  # the steps did move it
+
+
+def _forged_state(tmp_path, trained, tensors_change=None, **meta_changes):
+    """A state file whose contents were changed and its checksum recomputed, as a forger would."""
+    cfg, gen, dis, opt_gen, opt_dis = trained
+    path = tmp_path / "state.safetensors"
+    checkpoint.save_state(path, dis, opt_gen, opt_dis, cfg, ("a", "b"), 2, {})
+    tensors, meta = checkpoint.read_tensors(path, checkpoint.STATE_KIND)
+    if tensors_change:
+        tensors_change(tensors)
+    forged = tmp_path / "forged.safetensors"
+    checkpoint.save_tensors(forged, tensors, {**meta, **meta_changes})
+    return cfg, forged
+
+
+def _groups(trained, **change) -> str:
+    groups = trained[3].state_dict()["param_groups"]
+    return json.dumps([{**g, **change} for g in groups])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"lr": "fast"},
+        {"betas": ["a", 0.999]},
+        {"betas": [0.5]},
+        {"eps": None},
+        {"weight_decay": float("nan")},
+        {"amsgrad": "yes"},
+        {"params": [0, 1]},
+        {"lr": 1e400},
+        {"unknown_setting": 3},
+    ],
+    ids=lambda c: str(c)[:30],
+)
+def test_forged_optimizer_settings_are_refused_at_load(tmp_path, trained, reliability, change):
+    cfg, path = _forged_state(tmp_path, trained, **{"opt_gen.param_groups": _groups(trained, **change)})
+    _, dis2, opt_gen2, opt_dis2 = _fresh(cfg)
+    before = json.dumps(opt_gen2.state_dict()["param_groups"])
+    with pytest.raises(MunitError, match="broken training state") as info:
+        checkpoint.load_state(path, dis2, opt_gen2, opt_dis2)
+    assert str(path) in str(info.value)
+    assert json.dumps(opt_gen2.state_dict()["param_groups"]) == before  # nothing was loaded
+    reliability.add("forged_training_files")
+
+
+@pytest.mark.parametrize("what", ["shape", "not finite", "missing moment", "integer step", "param id"])
+def test_forged_optimizer_moments_are_refused_at_load(tmp_path, trained, reliability, what):
+    def change(tensors):
+        key = next(k for k in tensors if k.startswith("opt_dis.state.") and k.endswith(".exp_avg"))
+        if what == "shape":
+            tensors[key] = tensors[key].flatten()[:3].clone()
+        elif what == "not finite":
+            tensors[key] = torch.full_like(tensors[key], float("inf"))
+        elif what == "missing moment":
+            del tensors[key]
+        elif what == "integer step":
+            step = key.replace(".exp_avg", ".step")
+            tensors[step] = torch.tensor(2, dtype=torch.int64)
+        else:  # the moments of a parameter the optimizer does not have
+            pid = key.split(".")[2]
+            for name in ("step", "exp_avg", "exp_avg_sq"):
+                tensors[f"opt_dis.state.9999.{name}"] = tensors.pop(f"opt_dis.state.{pid}.{name}")
+
+    cfg, path = _forged_state(tmp_path, trained, change)
+    _, dis2, opt_gen2, opt_dis2 = _fresh(cfg)
+    with pytest.raises(MunitError, match="broken training state"):
+        checkpoint.load_state(path, dis2, opt_gen2, opt_dis2)
+    reliability.add("forged_training_files")
+
+
+def test_state_files_of_older_versions_with_rng_states_still_load(tmp_path, trained):
+    def add_rng(tensors):
+        tensors["rng.torch"] = torch.get_rng_state()
+
+    cfg, path = _forged_state(tmp_path, trained, add_rng, **{"rng.python": "[3, [1, 2], null]"})
+    _, dis2, opt_gen2, opt_dis2 = _fresh(cfg)
+    assert checkpoint.load_state(path, dis2, opt_gen2, opt_dis2)["step"] == 2
 
 
 def test_state_file_for_another_discriminator_does_not_fit(tmp_path, tiny_cfg, trained):

@@ -12,9 +12,8 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from munit_cli import data, synthetic
+from munit_cli import synthetic
 from munit_cli.cli import app
-from munit_cli.config import DataConfig
 
 TINY = [
     "--preset", "tiny", "--set", "model.dim=8", "--set", "model.mlp_dim=16", "--set", "model.n_res=1",
@@ -72,27 +71,6 @@ def test_two_workers_match_one_process_and_resume_exactly(shapes, tmp_path):
     train(shapes, tmp_path / "resumed", "--iters", "4", "--batch-size", "2", "--resume", "auto", "--gpus", "2")
     r = weights(tmp_path / "resumed", 4)
     assert all(torch.equal(a[k], r[k]) for k in a)
-
-
-def test_ranks_take_disjoint_slices_of_the_global_batch():
-    class Numbers:
-        name = "n"
-
-        def __len__(self):
-            return 10
-
-        def get(self, i):
-            return torch.full((1, 4, 4), float(i), dtype=torch.uint8)
-
-    cfg = DataConfig(load_size=4, crop_size=4, flip=False)
-    whole = data.DomainStream(Numbers(), cfg, 4, 0, "a", data.Shard(0, 1))
-    ranks = [data.DomainStream(Numbers(), cfg, 2, 0, "a", data.Shard(r, 2)) for r in range(2)]
-    for step in range(6):  # crosses epoch boundaries: 10 images, 4 per step
-        joined = torch.cat([s.batch(step) for s in ranks])
-        assert torch.equal(joined, whole.batch(step))
-        assert set(ranks[0].positions(step)).isdisjoint(ranks[1].positions(step))
-    # every epoch is a fresh shuffle
-    assert whole._perm(0) != whole._perm(1)
 
 
 def test_gpus_without_gpus_is_a_clear_error(shapes, tmp_path, monkeypatch):

@@ -34,7 +34,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import munit_cli
-from munit_cli import checkpoint, prepare, synthetic, train
+from munit_cli import checkpoint, prepare, rundir, synthetic
 from munit_cli.cli import app
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="uses inotify, fork and flock")
@@ -275,7 +275,7 @@ def test_kill_9_at_random_moments_then_resume_is_exact(zygote, world, reliabilit
     [
         (1, ()),
         (2, ("--set", "train.keep_checkpoints=1")),  # every save prunes the previous pair right away
-        (3, ("--set", "data.num_workers=2")),  # batches prefetched on threads while the kills land
+        (3, ("--set", "data.prefetch_threads=2")),  # batches prefetched on threads while the kills land
     ],
     ids=["default", "keep-1", "prefetch"],
 )
@@ -412,7 +412,7 @@ def test_no_space_left_during_a_save(zygote, world, reliability, monkeypatch, on
     assert error_lines(result.output) == [f"error: could not write {state_4}: No space left on device"], result.output
     assert "Traceback" not in result.output and not state_4.exists()
     assert check_checkpoints(run, reliability) == 2 and temporaries(run) == []
-    with train.run_lock(run):  # the run stopped and let go of its folder
+    with rundir.run_lock(run):  # the run stopped and let go of its folder
         pass
     reliability.add("failed_saves")
     assert zygote.run(train_args(run), root, root / "full-2.log") == 0

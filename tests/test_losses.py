@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from munit_cli import config, losses, models
+from munit_cli import losses, models, train
 from munit_cli.config import LossConfig
-from munit_cli.errors import MunitError, UsageError
+from munit_cli.errors import MunitError
 
 
 def test_recon_loss_is_l1_mean():
@@ -65,6 +65,14 @@ def test_total_generator_loss_weighting():
         + 0.5 * (11 + 12)  # perceptual
     )
     assert losses.total_generator_loss(t, w).item() == pytest.approx(want)
+
+
+def test_every_term_has_a_weight_key_of_the_config():
+    assert set(losses.TERM_WEIGHTS) == set(_hand_terms())
+    fields = {f for f in LossConfig.__dataclass_fields__}
+    assert set(losses.TERM_WEIGHTS.values()) <= fields
+    with pytest.raises(KeyError):  # a term without a weight is a bug, not a silent zero
+        losses.total_generator_loss({"recon_y_a": torch.tensor(1.0)}, LossConfig())
 
 
 def test_total_generator_loss_without_optional_terms_uses_defaults():
@@ -166,6 +174,58 @@ def test_discriminator_pair_and_loss_follow_the_reference(tiny_cfg):
     assert got.item() == pytest.approx(d_loss(da, x_a, x_ba) + d_loss(db, x_b, x_ab), rel=1e-5)
 
 
+def test_discriminator_loss_is_weighted_by_gan_w(tiny_cfg):
+    """As in the authors' trainer: D's loss is gan_w times the LSGAN terms (with weight decay Adam
+    is not scale-invariant, so this matters whenever gan_w != 1)."""
+    import contextlib
+    import copy
+
+    cfg, gen, dis, x_a, x_b, s_a, s_b = _setup(tiny_cfg)
+    with torch.no_grad():
+        x_ba = gen.gen_a.decode(gen.gen_b.content_encoder(x_b), s_a)
+        x_ab = gen.gen_b.decode(gen.gen_a.content_encoder(x_a), s_b)
+    grads, values = {}, {}
+    for gan_w in (1.0, 2.5):
+        d = copy.deepcopy(dis)
+        opt = train.make_optimizer(d.parameters(), cfg)
+        values[gan_w] = train.dis_update(d, opt, x_a, x_b, x_ba, x_ab, gan_w, contextlib.nullcontext)
+        grads[gan_w] = [p.grad.clone() for p in d.parameters()]
+    assert values[2.5].item() == pytest.approx(2.5 * values[1.0].item(), rel=1e-6)
+    scores = dis(x_a, x_ba, x_b, x_ab)
+    unweighted = losses.dis_loss(scores["real_a"], scores["fake_a"]) + losses.dis_loss(scores["real_b"], scores["fake_b"])
+    assert values[1.0].item() == pytest.approx(unweighted.item(), rel=1e-6)
+    for g1, g2 in zip(grads[1.0], grads[2.5]):
+        torch.testing.assert_close(g2, 2.5 * g1, rtol=1e-5, atol=1e-8)
+
+
+# ---------------------------------------------------------------------------------------------
+# The learning-rate schedule
+
+
+def test_learning_rate_halves_where_the_authors_scheduler_does(tiny_cfg):
+    cfg = tiny_cfg(optim={"lr_step": 100_000})
+    lr = cfg.optim.lr
+    assert train.learning_rate(cfg, 0) == lr
+    assert train.learning_rate(cfg, 99_998) == lr  # 0-based iterations
+    assert train.learning_rate(cfg, 99_999) == lr / 2  # the first halving
+    assert train.learning_rate(cfg, 199_998) == lr / 2
+    assert train.learning_rate(cfg, 199_999) == lr / 4
+
+
+def test_learning_rate_matches_a_step_scheduler_stepped_before_each_update(tiny_cfg):
+    """The authors call the scheduler's step() at the top of every iteration, then update."""
+    import warnings
+
+    cfg = tiny_cfg(optim={"lr_step": 3, "lr_gamma": 0.5})
+    opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=cfg.optim.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns when the scheduler steps before the optimizer
+        for iteration in range(12):
+            scheduler.step()
+            assert train.learning_rate(cfg, iteration) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12), iteration
+
+
 # ---------------------------------------------------------------------------------------------
 # VGG perceptual loss: user-supplied weights, clear errors
 
@@ -217,12 +277,11 @@ def test_vgg_loss_with_valid_weights(tmp_path):
     gray = torch.rand(1, 1, 32, 32) * 2 - 1
     assert torch.isfinite(vgg(gray, gray.flip(-1)))
 
-
-def test_config_vgg_weight_without_file_is_a_usage_error():
-    with pytest.raises(UsageError) as info:
-        config.resolve("paper", overrides={"loss": {"vgg_w": 1.0}})
-    assert "vgg_weights" in str(info.value)
-    assert info.value.exit_code == 2
-    # with a file named, the config is accepted (the file is checked when training starts)
-    cfg = config.resolve("paper", overrides={"loss": {"vgg_w": 1.0, "vgg_weights": "vgg16.safetensors"}})
-    assert cfg.loss.vgg_w == 1.0
+    # relu5_3 as in the authors' network: no pooling after relu4_3, so 1/8 of the input, not 1/16
+    assert vgg.features(torch.zeros(1, 3, 64, 64)).shape == (1, 512, 8, 8)
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in vgg.features) == 3
+    assert isinstance(vgg.features[-1], torch.nn.ReLU)
+    # the conv weights are the file's, in order: conv5_1 follows relu4_3 directly
+    convs = [m for m in vgg.features if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 13
+    assert torch.equal(convs[10].weight, features[24].weight) and torch.equal(convs[-1].weight, features[28].weight)

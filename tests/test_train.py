@@ -20,7 +20,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import munit_cli
-from munit_cli import checkpoint, config, losses, train
+from munit_cli import checkpoint, config, losses, rundir, train
 from munit_cli.cli import app
 from munit_cli.errors import MunitError
 
@@ -66,9 +66,10 @@ def test_short_run_writes_the_expected_files(tiny_cfg, image_folders, tmp_path):
         train={"iters": 6, "log_every": 2, "sample_every": 3, "checkpoint_every": 2, "keep_checkpoints": 2, "num_preview": 3}
     )
     summary = train.run(cfg, [a, b], out)
-    assert summary["step"] == 6
-    assert summary["names"] == ["outlines", "filled"]  # the folder names
-    assert Path(summary["generator"]) == out / "checkpoints" / "gen_00000006.safetensors"
+    assert summary.step == 6
+    assert summary.names == ["outlines", "filled"]  # the folder names
+    assert summary.generator == out / "checkpoints" / "gen_00000006.safetensors"
+    assert summary.to_json()["generator"] == str(summary.generator) and "rank" not in summary.to_json()
 
     # the resolved config, parseable and complete
     stored = tomllib.loads((out / "config.toml").read_text())
@@ -141,7 +142,8 @@ def test_domain_names_flag(tiny_set_args, image_folders, tmp_path):
 def test_exact_resume_through_the_cli(tiny_set_args, image_folders, tmp_path):
     a, b = image_folders
     runner = CliRunner()
-    common = [str(a), str(b), *tiny_set_args(train=dict(checkpoint_every=3, sample_every=3))]
+    # lr_step 4: the learning rate halves at iteration 3 (0-based), after the resume point
+    common = [str(a), str(b), *tiny_set_args(train=dict(checkpoint_every=3, sample_every=3), optim=dict(lr_step=4))]
     straight, split = tmp_path / "straight", tmp_path / "split"
 
     r = runner.invoke(app, ["train", *common, "--out", str(straight), "--iters", "6"])
@@ -163,6 +165,7 @@ def test_exact_resume_through_the_cli(tiny_set_args, image_folders, tmp_path):
     drop_time = lambda rs: [{k: v for k, v in r.items() if k != "time"} for r in rs]  # noqa: E731
     assert drop_time(read_metrics(split)) == drop_time(read_metrics(straight))
     assert [r["step"] for r in read_metrics(split)] == [1, 2, 3, 4, 5, 6]
+    assert [r["lr"] for r in read_metrics(split)] == [1e-4] * 3 + [5e-5] * 3
     assert np.array_equal(pixels(split / "samples" / "step_00000006.png"), pixels(straight / "samples" / "step_00000006.png"))
 
 
@@ -187,7 +190,7 @@ def test_unreadable_image_is_skipped_with_one_warning(tiny_cfg, image_folders, t
     (a / "sub" / "cut.png").write_bytes(good[: len(good) // 2])  # truncated, in a subfolder
     out = tmp_path / "run"
     summary = train.run(tiny_cfg(train={"iters": 4, "batch_size": 4, "num_preview": 4}), [a, b], out)
-    assert summary["step"] == 4
+    assert summary.step == 4
     err = capsys.readouterr().err
     assert err.count("broken.png") == 1
     assert err.count("cut.png") == 1
@@ -250,16 +253,18 @@ def test_non_empty_out_is_refused_without_resume_or_overwrite(tiny_cfg, tiny_set
     (out / "precious.txt").write_text("do not delete")
     with pytest.raises(MunitError, match="not empty") as info:
         train.run(tiny_cfg(train={"iters": 2}), [a, b], out)
-    assert "--resume" in info.value.hint and "--overwrite" in info.value.hint
+    assert "not a munit run folder" in str(info.value) and "precious.txt" in str(info.value)
+    assert "--overwrite only clears run folders" in info.value.hint
     assert [p.name for p in out.iterdir()] == ["precious.txt"]
 
     r = CliRunner().invoke(app, ["train", str(a), str(b), "--out", str(out), *tiny_set_args(train=dict(iters=2))])
     assert r.exit_code == 1 and "not empty" in r.output
     assert [p.name for p in out.iterdir()] == ["precious.txt"]
 
-    summary = train.run(tiny_cfg(train={"iters": 2}), [a, b], out, overwrite=True)
-    assert summary["step"] == 2
-    assert not (out / "precious.txt").exists()
+    # --overwrite clears only run folders munit made: this one is refused, its file kept
+    with pytest.raises(MunitError, match="not a munit run folder"):
+        train.run(tiny_cfg(train={"iters": 2}), [a, b], out, overwrite=True)
+    assert [p.name for p in out.iterdir()] == ["precious.txt"]
 
 
 @pytest.fixture
@@ -277,12 +282,12 @@ def _folder_snapshot(out: Path) -> dict[str, bytes]:
 def test_second_trainer_on_a_locked_folder_is_refused(tiny_cfg, finished_run):
     a, b, out = finished_run
     before = checkpoint.list_steps(out)
-    with train.run_lock(out):
+    with rundir.run_lock(out):
         with pytest.raises(MunitError, match="in use"):
             train.run(tiny_cfg(train={"iters": 6}), [a, b], out, resume="auto")
     assert checkpoint.list_steps(out) == before
     # once the lock is released, resuming works
-    assert train.run(tiny_cfg(train={"iters": 4}), [a, b], out, resume="auto")["step"] == 4
+    assert train.run(tiny_cfg(train={"iters": 4}), [a, b], out, resume="auto").step == 4
 
 
 @pytest.mark.parametrize("mode", ["resume", "overwrite"])
@@ -290,7 +295,7 @@ def test_refused_second_trainer_leaves_the_locked_folder_untouched(tiny_cfg, fin
     a, b, out = finished_run
     before = _folder_snapshot(out)
     kwargs = {"resume": "auto"} if mode == "resume" else {"overwrite": True}
-    with train.run_lock(out):
+    with rundir.run_lock(out):
         with pytest.raises(MunitError, match="in use"):
             train.run(tiny_cfg(train={"iters": 6, "seed": 5}), [a, b], out, **kwargs)
     assert _folder_snapshot(out) == before
@@ -409,7 +414,7 @@ def test_signal_saves_a_checkpoint_and_exits(tiny_cfg, tiny_set_args, image_fold
     # it resumes from there ...
     capsys.readouterr()
     resumed = train.run(tiny_cfg(train={**long, "iters": stop + 2}), [a, b], out, resume="auto")
-    assert resumed["step"] == stop + 2
+    assert resumed.step == stop + 2
     assert f"resuming from step {stop}" in capsys.readouterr().err
     # ... exactly: the same weights as a run that was never interrupted
     straight = tmp_path / "straight"
@@ -419,3 +424,143 @@ def test_signal_saves_a_checkpoint_and_exits(tiny_cfg, tiny_set_args, image_fold
             all_tensors(straight / "checkpoints" / f"{name}_{stop + 2:08d}.safetensors", kind),
             all_tensors(out / "checkpoints" / f"{name}_{stop + 2:08d}.safetensors", kind),
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# What --overwrite may remove, and run folders that cannot be made
+
+
+def _run_cli(*args) -> object:
+    return CliRunner().invoke(app, ["train", *map(str, args)])
+
+
+def _one_error(result) -> str:
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    return errors[0]
+
+
+def test_overwrite_never_clears_the_training_data(tiny_set_args, image_folders, reliability):
+    a, b = image_folders
+    before = {p: p.read_bytes() for p in sorted(a.parent.rglob("*")) if p.is_file()}
+    for out in (a, a.parent):  # the data folder itself, and a folder holding it
+        result = _run_cli(a, b, "--out", out, "--overwrite", *tiny_set_args(train=dict(iters=1)))
+        assert result.exit_code == 1
+        assert "overlaps the training data" in _one_error(result)
+        reliability.add("refused_overwrites")
+    assert {p: p.read_bytes() for p in sorted(a.parent.rglob("*")) if p.is_file()} == before
+
+
+def test_overwrite_refuses_a_folder_munit_did_not_make(tiny_set_args, image_folders, tmp_path, reliability):
+    a, b = image_folders
+    dataset = tmp_path / "photos"
+    dataset.mkdir()
+    (dataset / "holiday.jpg").write_bytes(b"precious")
+    (dataset / "config.toml").write_text("# mine")  # one marker name is not enough
+    result = _run_cli(a, b, "--out", dataset, "--overwrite", *tiny_set_args(train=dict(iters=1)))
+    assert result.exit_code == 1
+    assert "is not a munit run folder" in _one_error(result) and "holiday.jpg" in result.output
+    assert "--overwrite only clears run folders that munit made" in result.output
+    assert sorted(p.name for p in dataset.iterdir()) == ["config.toml", "holiday.jpg"]
+    assert (dataset / "holiday.jpg").read_bytes() == b"precious"
+    reliability.add("refused_overwrites")
+
+
+def test_overwrite_clears_only_munits_entries_of_a_run_folder(tiny_cfg, finished_run):
+    a, b, out = finished_run
+    (out / "notes.txt").write_text("mine")
+    (out / "extra").mkdir()
+    old_id = json.loads((out / "run.json").read_text())["run_id"]
+    summary = train.run(tiny_cfg(train={"iters": 2}), [a, b], out, overwrite=True)
+    assert summary.step == 2
+    assert (out / "notes.txt").read_text() == "mine" and (out / "extra").is_dir()
+    assert checkpoint.list_steps(out) == [2]  # step 3 of the old run is gone
+    assert [r["step"] for r in read_metrics(out)] == [1, 2]
+    assert json.loads((out / "run.json").read_text())["run_id"] != old_id  # a new run
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file", "unwritable"])
+def test_an_out_that_cannot_be_a_folder_is_one_line(tiny_set_args, image_folders, tmp_path, where):
+    a, b = image_folders
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    out = {"a file": afile, "under a file": afile / "run", "unwritable": Path("/sys/munit-run-test")}[where]
+    result = _run_cli(a, b, "--out", out, *tiny_set_args(train=dict(iters=1)))
+    assert result.exit_code == 1, result.output
+    line = _one_error(result)
+    assert str(out) in line or str(afile) in line, line
+    assert "internal error" not in result.output
+    assert afile.read_text() == "x"
+
+
+def test_a_run_that_failed_before_its_first_step_does_not_block_the_retry(
+    tiny_cfg, image_folders, tmp_path, monkeypatch
+):
+    a, b = image_folders
+    out = tmp_path / "run"
+
+    def failing_step(self, x_a, x_b, step):
+        raise MunitError("out of memory (simulated)")
+
+    with monkeypatch.context() as m:
+        m.setattr(train.Trainer, "step", failing_step)
+        with pytest.raises(MunitError, match="simulated"):
+            train.run(tiny_cfg(train={"iters": 2}), [a, b], out)
+    assert (out / "run.json").is_file() and not checkpoint.list_steps(out)  # a half-made folder
+    summary = train.run(tiny_cfg(train={"iters": 2}), [a, b], out)  # the corrected retry: no --overwrite
+    assert summary.step == 2 and checkpoint.list_steps(out) == [2]
+
+
+def test_settings_that_cannot_work_fail_before_the_folder_is_touched(tiny_set_args, image_folders, tmp_path):
+    from munit_cli.shards import write_packed
+
+    gray = tmp_path / "gray"
+    for domain in ("trainA", "trainB"):
+        images = [(f"{i}.png", torch.full((1, 32, 32), 40 * i, dtype=torch.uint8)) for i in range(3)]
+        write_packed(iter(images), gray / "packed" / domain)
+    out = tmp_path / "run"
+    result = _run_cli(gray, "--out", out, *tiny_set_args(train=dict(iters=1)))
+    assert result.exit_code == 2
+    assert "grayscale" in _one_error(result) and "--set model.input_dim=1" in result.output
+    assert not out.exists()
+    result = _run_cli(gray, "--out", out, *tiny_set_args(train=dict(iters=1), model=dict(input_dim=1)))
+    assert result.exit_code == 0, result.output
+
+    same = image_folders[0]
+    result = _run_cli(same, same, "--out", tmp_path / "run2", *tiny_set_args(train=dict(iters=1)))
+    assert result.exit_code == 2 and "same folder" in _one_error(result)
+    assert not (tmp_path / "run2").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume checks before anything is written
+
+
+def test_a_refused_resume_leaves_the_recipe_as_it_was(tiny_set_args, image_folders, tmp_path):
+    a, b = image_folders
+    out = tmp_path / "run"
+    assert _run_cli(a, b, "--out", out, *tiny_set_args(train=dict(iters=2))).exit_code == 0
+    recipe = (out / "config.toml").read_text()
+    result = _run_cli(a, b, "--out", out, "--resume", "auto", "--iters", "4", "--set", "model.dim=16")
+    assert result.exit_code == 1 and "do not fit" in _one_error(result)
+    assert (out / "config.toml").read_text() == recipe  # checked first, nothing written
+    result = _run_cli(a, b, "--out", out, "--resume", "auto", "--iters", "4")  # the plain resume still works
+    assert result.exit_code == 0, result.output
+    assert "resuming from step 2" in result.output and checkpoint.list_steps(out)[-1] == 4
+
+
+def test_resume_from_another_runs_state_file_is_refused(tiny_cfg, image_folders, tmp_path, finished_run):
+    a, b, other = finished_run
+    other_state = checkpoint.checkpoint_paths(other, 3)[1]
+    out = tmp_path / "mine"
+    train.run(tiny_cfg(train={"iters": 2}), [a, b], out)
+    before = _folder_snapshot(out)
+    for target in (out, tmp_path / "fresh"):
+        with pytest.raises(MunitError, match="checkpoint of another run") as info:
+            train.run(tiny_cfg(train={"iters": 6}), [a, b], target, resume=str(other_state))
+        assert str(other_state) in str(info.value)
+    assert _folder_snapshot(out) == before
+    assert [p.name for p in (tmp_path / "fresh").iterdir()] == [".lock"]  # nothing but the lock
+    # its own state file resumes
+    own = checkpoint.checkpoint_paths(out, 2)[1]
+    assert train.run(tiny_cfg(train={"iters": 3}), [a, b], out, resume=str(own)).step == 3
