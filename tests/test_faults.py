@@ -13,6 +13,7 @@ schedules.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -34,7 +35,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import munit_cli
-from munit_cli import checkpoint, prepare, rundir, synthetic
+from munit_cli import checkpoint, files, prepare, rundir, synthetic
 from munit_cli.cli import app
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="uses inotify, fork and flock")
@@ -403,7 +404,7 @@ def test_no_space_left_during_a_save(zygote, world, reliability, monkeypatch, on
         file = real_open(path, *args, **kwargs)
         return FullDisk(file) if Path(path).name.startswith(f".{state_4.name}.") else file
 
-    monkeypatch.setattr(checkpoint, "open", opener, raising=False)
+    monkeypatch.setattr(files, "open", opener, raising=False)  # the one atomic writer
     args = train_args(run)
     args[1] = str(world["data"])
     result = CliRunner().invoke(app, args)
@@ -476,6 +477,56 @@ def test_signal_during_prepare_keeps_only_whole_files(photo_folders, tmp_path, r
     summary = prepare.run(a, b, out, size=32, workers=1)
     assert summary.reused > 0 and summary.reused + summary.decoded == 600
     assert json.loads((out / prepare.MANIFEST).read_text())["complete"] is True
+
+
+def children(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (from /proc: psutil is not a dependency)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:  # it ended meanwhile
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running: a zombie (dead, not yet reaped by whoever adopted it) does not count."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_kill_9_of_prepare_takes_its_workers_with_it(photo_folders, tmp_path):
+    a, b = photo_folders
+    out = tmp_path / "prepared"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "munit_cli", "prepare", str(a), str(b), "--out", str(out), "--size", "32",
+         "--workers", "2"],
+        env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while len(list((out / ".pending").rglob("*.png"))) < 10:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+            time.sleep(0.01)
+        workers = children(proc.pid)
+        assert len(workers) >= 2
+        proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in workers if alive(pid)]
+        # nothing holds the caller's pipes open any more: reading them ends
+        assert proc.stdout.read() == b"" and proc.stderr.read() is not None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 # ---------------------------------------------------------------------------------------------
