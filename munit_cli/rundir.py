@@ -27,11 +27,14 @@ RUN_FILE = "run.json"
 CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = ".lock"
-# Everything munit writes at the top of a run folder (the report and named styles included), so
-# the only entries `--overwrite` may remove.
+# Everything munit writes at the top of a run folder (report, saved scores, named styles and
+# TensorBoard logs included): the only entries `--overwrite` may remove.
 RUN_ENTRIES = frozenset(
-    {RUN_FILE, CONFIG_FILE, METRICS_FILE, LOCK_FILE, checkpoint.CHECKPOINT_DIR, "samples", "preview", "styles", "report.html"}
-)
+    {
+        RUN_FILE, CONFIG_FILE, METRICS_FILE, LOCK_FILE, checkpoint.CHECKPOINT_DIR, "samples", "preview",
+        "styles", "report.html", "evaluations", "tensorboard",
+    }
+)  # fmt: skip
 
 
 @dataclass

@@ -178,6 +178,18 @@ def test_every_numeric_key_has_a_range(section, key, kind):
 # Config files and --set through the command line
 
 
+def train_usage_error(tmp_path, *args) -> str:
+    """`munit train` with `args` must be a usage error: exit 2, one error line, no traceback and no
+    run folder made. Returns the error line."""
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", str(tmp_path), str(tmp_path), "--out", str(out), *map(str, args)])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    assert not out.exists()
+    return errors[0]
+
+
 @pytest.mark.parametrize(
     "text, key",
     [
@@ -199,12 +211,7 @@ def test_every_numeric_key_has_a_range(section, key, kind):
 def test_config_file_errors_name_the_key(tmp_path, text, key):
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["train", str(tmp_path), str(tmp_path), "--out", str(out), "--config", str(path)])
-    assert result.exit_code == 2, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and key in errors[0], result.output
-    assert "Traceback" not in result.output and not out.exists()
+    assert key in train_usage_error(tmp_path, "--config", path)
 
 
 @pytest.mark.parametrize(
@@ -220,19 +227,13 @@ def test_config_file_errors_name_the_key(tmp_path, text, key):
     ],
 )
 def test_set_errors_name_the_key(tmp_path, setting, key):
-    out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["train", str(tmp_path), str(tmp_path), "--out", str(out), "--set", setting])
-    assert result.exit_code == 2 and key in result.output and "Traceback" not in result.output, result.output
-    assert not out.exists()
+    assert key in train_usage_error(tmp_path, "--set", setting)
 
 
 @pytest.mark.parametrize("flags", [["--iters", "0"], ["--device", "meta"], ["--batch-size", "100000"], ["--size", "100000"]])
 def test_dedicated_flags_are_range_checked_before_anything_is_made(tmp_path, flags):
-    out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["train", str(tmp_path), str(tmp_path), "--out", str(out), *flags])
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output and "generator" not in result.output
-    assert not out.exists()
+    line = train_usage_error(tmp_path, *flags)
+    assert "generator" not in line
 
 
 # ---------------------------------------------------------------------------------------------
