@@ -109,5 +109,5 @@ def test_trained_model_passes_the_gate(shapes, tmp_path):
     }
     cfg = config.resolve("tiny", overrides=overrides)
     summary = train.run(cfg, [shapes / "trainA", shapes / "trainB"], tmp_path / "run")
-    scores = gate(Path(summary["generator"]), shapes)
+    scores = gate(summary.generator, shapes)
     assert not failures(scores), scores
