@@ -26,13 +26,12 @@ from munit_cli.shards import PackedDomain
 
 def prepared_copies(work: Path, source: Path | None, size: int, count: int) -> dict[str, Path]:
     """The same images prepared as PNG and as JPEG (q95, with a pack); returns the folders to read."""
+    raw = work / "raw"
+    synthetic.make_shapes(raw, n_train=0 if source else count, n_test=1, size=size)
+    # Only domain A is measured; prepare needs a second, separate folder, a one-image stand-in.
+    other = raw / "testB"
     if source is None:
-        raw = work / "raw"
-        synthetic.make_shapes(raw, n_train=count, n_test=1, size=size)
-        # Domain B (textures on noisy or graded backgrounds) is the harder one to compress.
-        source, other = raw / "trainB", raw / "testB"
-    else:
-        other = source
+        source = raw / "trainB"  # textures on noisy or graded backgrounds: the harder one to compress
     common = {"size": size, "test_fraction": 0.0}
     prepare.run(source, other, work / "png", fmt="png", pack=True, **common)
     prepare.run(source, other, work / "jpg", fmt="jpg", quality=95, **common)

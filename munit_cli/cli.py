@@ -142,7 +142,7 @@ def train(
     size: Optional[int] = typer.Option(None, help="Training crop size in pixels (shorter side is resized to it)."),
     seed: Optional[int] = typer.Option(None, help="Random seed (data order, styles, initialisation)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
-    precision: Optional[str] = typer.Option(None, help="fp32 (reference) or bf16 (autocast)."),
+    precision: Optional[str] = typer.Option(None, help="auto (bf16 where the GPU or CPU has fast bf16, else fp32), fp32 (reference) or bf16 (autocast)."),
     names: Optional[str] = typer.Option(None, help="Domain names 'A,B' (default: the folder names)."),
     resume: Optional[str] = typer.Option(None, help="'auto' (newest good checkpoint in --out) or a state .safetensors file."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over in a non-empty --out folder."),
@@ -221,7 +221,7 @@ def prepare(
     channels: int = typer.Option(3, help="1 (grayscale) or 3 (RGB) output."),
     pack: bool = typer.Option(False, "--pack", help="Also write uint8 shards that munit train reads memory-mapped."),
     workers: Optional[int] = typer.Option(None, help="Decoding processes (default: all cores)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an output folder that prepare did not make."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Let a rerun remove prepared images whose sources are gone or changed, rebuild after changed options, or write into a non-empty folder. Only what munit prepare wrote is ever removed."),
     synthetic: Optional[str] = typer.Option(None, "--synthetic", help="Make built-in data instead of reading folders: shapes."),
     synthetic_count: int = typer.Option(400, "--synthetic-count", help="Training images per domain with --synthetic."),
     seed: int = typer.Option(0, help="Seed for --synthetic."),
@@ -255,6 +255,12 @@ def _print_prepare_table(summary: "Any") -> None:
         table.add_row(domain, str(row.found), str(row.train), str(row.test), skipped)
     err.print(table)
     err.print(f"decoded {summary.decoded}, reused {summary.reused}; manifest: {summary.to_json()['manifest']}")
+    if summary.rebuilt:
+        err.print(f"rebuilt (--overwrite), because: {'; '.join(summary.rebuilt_because)}")
+    if summary.removed:
+        listed = ", ".join(summary.removed_sources[:5]) + (" ..." if len(summary.removed_sources) > 5 else "")
+        gone = f": sources gone or changed: {listed}" if listed else ""
+        err.print(f"removed {summary.removed} prepared image(s) (--overwrite){gone}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,7 +298,7 @@ ModelOpt = typer.Option(
     None, "--model", "-m", help="Run folder (its newest generator), a generator or bundle .safetensors. Default: $MUNIT_MODEL.", show_default=False
 )
 ToOpt = typer.Option("B", "--to", "-t", help="Target domain: its name or letter (A, B).")
-SizeOpt = typer.Option(None, "--size", help="Work with the shorter side at this many pixels (default: the input's size); outputs keep the input's size.")
+SizeOpt = typer.Option(None, "--size", help="Work with the shorter side at this many pixels (default: the input's size; inputs too large for the 8 GiB memory budget are skipped, naming this option); outputs keep the input's size.")
 TruncationOpt = typer.Option(1.0, "--truncation", help="Scale sampled styles toward the mean, 0 < PSI <= 1 (smaller: safer, less extreme).", metavar="PSI")
 BatchOpt = typer.Option(1, "--batch-size", "-b", help="Inputs per forward pass (faster on GPUs; pixels may differ by rounding from batch size 1).")
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")

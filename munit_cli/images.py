@@ -10,10 +10,11 @@ import contextlib
 import io
 import os
 import re
+import stat
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Union
+from typing import TYPE_CHECKING, Literal, NamedTuple, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -44,45 +45,137 @@ class ImageError(MunitError):
         self.reason = reason
 
 
-def list_images(folder: Path, recursive: bool = True) -> list[Path]:
-    """Image files under `folder`, sorted, hidden files and folders skipped; symlinked folders are
-    followed once each, so a link loop cannot hang the scan."""
+# The largest file read as an image. Real photos stay far below it (a 179-megapixel 16-bit TIFF
+# is about 1 GiB); a larger "image" is a mistake or a stream that never ends (/dev/zero).
+MAX_FILE_BYTES = 1 << 30
+_OVERSIZED = f"too large (over {MAX_FILE_BYTES >> 30} GiB)"
+
+
+class ImageScan(NamedTuple):
+    found: list[Path]  # image files (and other entries named like images: reading them says why not)
+    skipped: list[tuple[Path, str]]  # links not followed and unreadable folders, with the reason
+
+
+def scan_images(folder: Path, recursive: bool = True) -> ImageScan:
+    """Image files under `folder`, sorted; hidden files and folders are left out.
+
+    Symbolic links are followed only while their target stays inside `folder` (by real path), so a
+    link to / or into another folder (the other domain's) pulls nothing in; each real file and
+    folder is listed once, under its own path when it has one in the tree. Links that are not
+    followed come back in `skipped` with the reason."""
     folder = Path(folder)
     if not folder.exists():
         raise MunitError(f"{display_path(folder)}: no such folder")
     if not folder.is_dir():
         raise MunitError(f"{display_path(folder)}: not a folder")
-    found: list[Path] = []
+    top = os.path.realpath(folder)
+    scan = ImageScan([], [])
     seen_dirs: set[str] = set()
-    for root, dirs, names in os.walk(folder, followlinks=True):
-        real = os.path.realpath(root)
-        if real in seen_dirs:
-            dirs[:] = []
+    seen_files: dict[tuple[int, int], Path] = {}
+    dirs: list[Path] = [folder]
+    linked_dirs: list[Path] = []
+    linked_files: list[Path] = []
+    while dirs or linked_dirs:
+        # Real folders first, so that a file reachable both ways is listed under its own path.
+        current = dirs.pop() if dirs else linked_dirs.pop()
+        if os.path.realpath(current) in seen_dirs:
             continue
-        seen_dirs.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
-        found.extend(Path(root, f) for f in names if not f.startswith(".") and _is_image_name(f))
-    return sorted(found)
+        seen_dirs.add(os.path.realpath(current))
+        try:
+            entries = sorted(os.scandir(current), key=lambda e: os.fsencode(e.name))
+        except OSError as exc:
+            scan.skipped.append((Path(current), f"unreadable folder ({exc.strerror or exc})"))
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            if entry.is_symlink():
+                target = os.path.realpath(entry.path)
+                is_dir = os.path.isdir(target)
+                if not (is_dir or _is_image_name(entry.name)):
+                    continue
+                if os.path.commonpath([top, target]) != top:
+                    scan.skipped.append((path, f"link leaves the folder (to {display_path(target)})"))
+                elif is_dir:
+                    if recursive:
+                        linked_dirs.append(path)
+                else:
+                    linked_files.append(path)
+            elif entry.is_dir(follow_symlinks=False):
+                if recursive:
+                    dirs.append(path)
+            elif _is_image_name(entry.name):
+                _add_once(scan, seen_files, path, follow=False)
+    for path in linked_files:
+        _add_once(scan, seen_files, path, follow=True)
+    scan.found.sort()
+    scan.skipped.sort()
+    return scan
+
+
+def _add_once(scan: ImageScan, seen: dict[tuple[int, int], Path], path: Path, follow: bool) -> None:
+    try:
+        st = os.stat(path, follow_symlinks=follow)
+    except OSError:  # a broken link or a file that just went: reading it reports why
+        scan.found.append(path)
+        return
+    identity = (st.st_dev, st.st_ino)
+    if identity in seen:
+        scan.skipped.append((path, f"same file as another (listed as {display_path(seen[identity])})"))
+        return
+    seen[identity] = path
+    scan.found.append(path)
+
+
+def list_images(folder: Path, recursive: bool = True) -> list[Path]:
+    """The image files of `scan_images`."""
+    return scan_images(folder, recursive).found
 
 
 def _is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+)
+
+
 def read_bytes(path: Path) -> bytes:
-    """The file's content, with OS failures turned into an `ImageError` reason."""
+    """The content of a regular file of at most MAX_FILE_BYTES, with every failure an `ImageError`
+    reason. Named pipes, sockets and devices are refused before reading, so none can block or
+    stream forever."""
     name = display_path(path)
     try:
-        with open(path, "rb") as fh:
-            return fh.read()
+        _require_regular(os.stat(path), name)
+        # O_NONBLOCK: should the path become a pipe between stat and open, opening does not wait for a writer.
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as fh:
+            _require_regular(os.fstat(fh.fileno()), name)
+            data = fh.read(MAX_FILE_BYTES + 1)
     except PermissionError:
         raise ImageError(name, "permission denied") from None
     except FileNotFoundError:
         raise ImageError(name, "file not found (or a broken link)") from None
-    except IsADirectoryError:
-        raise ImageError(name, "not a file") from None
     except OSError as exc:
         raise ImageError(name, f"unreadable ({exc.strerror or exc})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(name, _OVERSIZED)
+    return data
+
+
+def _require_regular(st: os.stat_result, name: str) -> None:
+    for is_kind, kind in _FILE_KINDS:
+        if is_kind(st.st_mode):
+            raise ImageError(name, f"not a regular file ({kind})")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError(name, "not a regular file")
+    if st.st_size > MAX_FILE_BYTES:
+        raise ImageError(name, _OVERSIZED)
 
 
 def open_image(

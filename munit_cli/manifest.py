@@ -23,6 +23,7 @@ from typing import Any
 
 from munit_cli.errors import MunitError
 from munit_cli.files import display_path, write_atomic
+from munit_cli.images import ImageError, read_bytes
 
 FORMAT = "munit-prepare"
 VERSION = 1
@@ -30,8 +31,6 @@ NAME = "manifest.json"
 KINDS = ("folders", "paired", "synthetic")
 PAIRED = "pair"  # the domain name of side-by-side A|B sources
 SPLITS = ("train", "test")
-# A million source files make about 300 MB of manifest; more than this is not one munit wrote.
-MAX_BYTES = 1 << 30
 _MAX_TEXT = 4096  # longest path or reason a manifest may hold
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _HEX = re.compile(r"^(?:[0-9a-f]{2})+$")
@@ -116,24 +115,13 @@ def write(folder: Path, manifest: Manifest) -> None:
     write_atomic(Path(folder) / NAME, json.dumps(record, indent=1).encode())
 
 
-def claims_ours(folder: Path) -> bool:
-    """Whether `folder` has a manifest that says it was written by munit prepare (damaged or not)."""
-    try:
-        record = _load(Path(folder) / NAME)
-    except (OSError, ValueError, RecursionError, DamagedManifest):
-        return False
-    return isinstance(record, dict) and record.get("format") == FORMAT
-
-
 def read(folder: Path) -> Manifest | None:
     """The manifest of a prepared folder; None when there is none or it is not munit prepare's.
     Raises `DamagedManifest` when it claims to be ours but any field is not what munit writes."""
     path = Path(folder) / NAME
     try:
         record = _load(path)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, RecursionError):
+    except (ImageError, ValueError, RecursionError):  # missing, not a file, not JSON
         return None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         return None
@@ -147,11 +135,8 @@ def read(folder: Path) -> Manifest | None:
 
 
 def _load(path: Path) -> Any:
-    with open(path, "rb") as fh:
-        data = fh.read(MAX_BYTES + 1)
-    if len(data) > MAX_BYTES:
-        raise DamagedManifest(f"{display_path(path)} is larger than {MAX_BYTES >> 20} MiB")
-    return json.loads(data.decode("utf-8"))
+    """The parsed JSON; `read_bytes` refuses a pipe or device named manifest.json and caps the size."""
+    return json.loads(read_bytes(path).decode("utf-8"))
 
 
 class _Bad(Exception):

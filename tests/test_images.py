@@ -1,4 +1,7 @@
+import contextlib
 import os
+import signal
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +179,73 @@ def test_display_path_survives_undecodable_names(tmp_path):
     shown = files.display_path(os.fsdecode(raw))
     assert shown.endswith("caf\ufffd.png")
     shown.encode("utf-8")  # printable: no lone surrogates left
+
+
+@contextlib.contextmanager
+def deadline(seconds: int):
+    """Fail instead of hanging: SIGALRM interrupts a blocking open() or read() in this thread."""
+
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_only_regular_files_are_read(tmp_path, monkeypatch):
+    os.mkfifo(tmp_path / "pipe.png")  # opening it for reading would wait for a writer forever
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tmp_path / "socket.png"))
+    os.symlink("/dev/zero", tmp_path / "zero.png")  # endless
+    expected = {
+        "pipe.png": "not a regular file (a named pipe)",
+        "socket.png": "not a regular file (a socket)",
+        "zero.png": "not a regular file (a device)",
+    }
+    with deadline(20):
+        for name, reason in expected.items():
+            with pytest.raises(ImageError) as caught:
+                open_image(tmp_path / name)
+            assert caught.value.reason == reason
+    server.close()
+
+    big = write(tmp_path, "big.png", noisy_png(64))
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", big.stat().st_size - 1)
+    with pytest.raises(ImageError, match="too large"):
+        images.read_bytes(big)
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", big.stat().st_size)
+    assert images.read_bytes(big) == big.read_bytes()
+
+
+def test_links_are_followed_only_inside_the_folder(tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    write(other, "x.png", b"x")
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    write(src, "a.png", b"a")
+    write(src / "sub", "b.png", b"b")
+    os.symlink("/", src / "root")  # the old scan walked the whole file system from here
+    os.symlink(other / "x.png", src / "out.png")
+    os.symlink(other, src / "otherdir")
+    os.symlink(src / "a.png", src / "same.png")
+    os.symlink(src / "sub", src / "alias")  # inside: its files are listed once, under sub/
+    os.link(src / "a.png", src / "sub" / "hard.png")
+    with deadline(30):
+        scan = images.scan_images(src)
+    assert [p.relative_to(src).as_posix() for p in scan.found] == ["a.png", "sub/b.png"]
+    reasons = {p.relative_to(src).as_posix(): reason for p, reason in scan.skipped}
+    assert reasons == {
+        "otherdir": f"link leaves the folder (to {other})",
+        "out.png": f"link leaves the folder (to {other / 'x.png'})",
+        "root": "link leaves the folder (to /)",
+        "same.png": "same file as another (listed as " + str(src / "a.png") + ")",
+        "sub/hard.png": "same file as another (listed as " + str(src / "a.png") + ")",
+    }
+    assert images.list_images(src) == scan.found
+    assert images.list_images(src / "alias") == [src / "alias" / "b.png", src / "alias" / "hard.png"]  # given itself

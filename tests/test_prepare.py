@@ -19,6 +19,7 @@ from crafted import (
     palette_png_with_transparency,
 )
 from PIL import Image
+from test_images import deadline
 
 from munit_cli import images, prepare
 from munit_cli.errors import Interrupted, MunitError, UsageError
@@ -165,10 +166,18 @@ def test_rerun_is_idempotent_and_incremental(tmp_path, two_folders):
     assert tree(out) == before
     assert all(p.stat().st_mtime_ns == stamps[p] for p in stamps if p.name != "manifest.json")
 
-    (a / "img003.png").unlink()
-    fill(a, good_files(50, 2))
+    fill(a, good_files(50, 2))  # a rerun may add
     third = run(a, b, out, test_fraction=0.3, pack=True)
-    assert third.decoded == 2 and third.reused == 23 and third.removed == 1
+    assert third.decoded == 2 and third.reused == 24 and third.removed == 0
+
+    (a / "img003.png").unlink()  # but removes a prepared image only with --overwrite
+    before = tree(out)
+    with pytest.raises(MunitError, match=r"remove the prepared images of 1 source file\(s\).*A/img003.png \(gone\)") as caught:
+        run(a, b, out, test_fraction=0.3, pack=True)
+    assert "--overwrite" in caught.value.hint and tree(out) == before
+    third = run(a, b, out, test_fraction=0.3, pack=True, overwrite=True)
+    assert third.decoded == 0 and third.reused == 25 and third.removed == 1
+    assert third.removed_sources == ["img003.png"]
     kept = [e for e in manifest(out)["files"] if e["domain"] == "A"]
     on_disk = sorted(p.relative_to(out).as_posix() for d in ("trainA", "testA") for p in (out / d).iterdir())
     assert on_disk == sorted(e["outputs"]["A"] for e in kept)
@@ -272,9 +281,200 @@ def test_output_folder_safety(tmp_path, two_folders):
 
     out = tmp_path / "out"
     run(a, b, out, size=16)
-    rebuilt = run(a, b, out, size=8)
-    assert rebuilt.rebuilt and rebuilt.decoded == 24
+    before = tree(out)
+    with pytest.raises(MunitError, match=r"other settings \(size 16 -> 8\).*rebuild") as caught:
+        run(a, b, out, size=8)
+    assert "--overwrite" in caught.value.hint and tree(out) == before
+    rebuilt = run(a, b, out, size=8, overwrite=True)
+    assert rebuilt.rebuilt and rebuilt.decoded == 24 and rebuilt.removed == 24
+    assert rebuilt.rebuilt_because == ["size 16 -> 8"]
     assert {Image.open(p).size for p in (out / "trainA").iterdir()} == {(10, 8)}
+
+
+def test_overwrite_removes_only_what_prepare_wrote(tmp_path, two_folders):
+    a, b = two_folders
+    handmade = fill(tmp_path / "handmade", {"trainA/mine.png": solid(1), "notes.txt": b"keep"})
+    before = tree(handmade)
+    for overwrite in (False, True):
+        with pytest.raises(UsageError, match="holds trainA but was not made by munit prepare"):
+            run(a, b, handmade, overwrite=overwrite)
+    assert tree(handmade) == before
+
+    out = tmp_path / "out"
+    run(a, b, out, size=16)
+    fill(out, {"trainA/mine.png": solid(2), "trainA/notes.txt": b"mine", "extra/x.png": solid(3)})
+    run(a, b, out, size=8, overwrite=True)  # a rebuild
+    assert (out / "trainA" / "mine.png").read_bytes() == solid(2)
+    assert (out / "trainA" / "notes.txt").read_bytes() == b"mine" and (out / "extra" / "x.png").is_file()
+
+
+def test_a_rerun_may_add_but_never_removes_or_rebuilds_without_overwrite(tmp_path, two_folders):
+    a, b = two_folders
+    out = tmp_path / "out"
+    run(a, b, out, pack=True)
+    before = tree(out)
+
+    # touched and renamed sources keep their images: nothing to remove, nothing decoded again
+    os.utime(a / "img001.png", ns=(1, 1))
+    os.rename(a / "img002.png", a / "renamed.png")
+    again = run(a, b, out, pack=True)
+    assert again.removed == 0 and again.decoded == 1 and again.reused == 23
+    assert {k: v for k, v in tree(out).items() if k != "manifest.json"} == {
+        k: v for k, v in before.items() if k != "manifest.json"
+    }
+    before = tree(out)
+
+    refusals = {
+        "pack": (lambda: None, {"pack": False}, "packed shards"),
+        "format": (lambda: None, {"fmt": "jpg"}, r"fmt \"png\" -> \"jpg\""),
+        "changed": (lambda: (a / "img004.png").write_bytes(solid(99)), {}, r"A/img004.png \(changed\)"),
+    }
+    for name, (change, options, message) in refusals.items():
+        change()
+        with pytest.raises(MunitError, match=message) as caught:
+            run(a, b, out, **{"pack": True, **options})
+        assert "--overwrite" in caught.value.hint, name
+        assert tree(out) == before, name
+    (a / "img004.png").unlink()
+    os.rename(a / "renamed.png", a / "img002.png")
+    fill(a, {"img004.png": solid(4)})  # the source is back as it was: nothing to remove
+    moved = run(a, b, out, pack=True, test_count=2)  # moving files between splits removes nothing
+    assert moved.removed == 0 and sum(len(os.listdir(out / d)) for d in ("trainA", "testA")) == 12
+
+
+def test_synthetic_reruns_add_but_do_not_rebuild_without_overwrite(tmp_path, two_folders):
+    out = tmp_path / "shapes"
+    synth = {"synthetic_kind": "shapes", "test_count": 2, "size": 16}
+    prepare.run(None, None, out, synthetic_count=3, **synth)
+    first = tree(out)
+    grown = prepare.run(None, None, out, synthetic_count=5, **synth)  # more images: an addition
+    assert grown.removed == 0 and not grown.rebuilt
+    assert all(tree(out)[k] == v for k, v in first.items() if k != "manifest.json")
+    before = tree(out)
+    for options in ({"synthetic_count": 4}, {"synthetic_count": 5, "seed": 1}):
+        with pytest.raises(MunitError, match="other settings"):
+            prepare.run(None, None, out, **{**synth, **options})
+        assert tree(out) == before
+    with pytest.raises(MunitError, match="kind synthetic -> folders"):
+        run(*two_folders, out)
+    assert tree(out) == before
+    rebuilt = prepare.run(None, None, out, synthetic_count=4, overwrite=True, **synth)
+    assert rebuilt.rebuilt and rebuilt.removed == 14 and len(os.listdir(out / "trainA")) == 4
+
+
+def test_the_table_says_what_overwrite_removed(tmp_path, two_folders):
+    from typer.testing import CliRunner
+
+    from munit_cli.cli import app
+
+    a, b = two_folders
+    out = tmp_path / "out"
+    args = ["prepare", str(a), str(b), "--out", str(out), "--size", "16", "--workers", "1"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    (a / "img005.png").unlink()
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 1 and "A/img005.png (gone)" in refused.output and "--overwrite" in refused.output
+    done = CliRunner().invoke(app, [*args, "--overwrite"])
+    assert done.exit_code == 0, done.output
+    assert "removed 1 prepared image(s) (--overwrite): sources gone or changed: img005.png" in done.output
+    rebuilt = CliRunner().invoke(app, [*args[:-4], "--size", "8", "--workers", "1", "--overwrite", "--json"])
+    record = json.loads(rebuilt.stdout)
+    assert record["rebuilt"] and record["rebuilt_because"] == ["size 16 -> 8"] and record["removed"] == 23
+
+
+def test_names_that_print_alike_stay_two_files(tmp_path):
+    a = fill(tmp_path / "A", good_files(0, 2))
+    (a / os.fsdecode(b"caf\xe9.png")).write_bytes(solid(50))
+    (a / "caf\ufffd.png").write_bytes(solid(51))  # valid UTF-8 that prints the same
+    b = fill(tmp_path / "B", good_files(10, 2))
+    out = tmp_path / "out"
+    first = run(a, b, out, test_fraction=0)
+    records = [e for e in manifest(out)["files"] if e["source"] == "caf\ufffd.png"]
+    assert len(records) == 2 and {e["status"] for e in records} == {"kept"}
+    assert {e.get("source_raw") for e in records} == {None, b"caf\xe9.png".hex()}
+    assert first.domains["A"].train == 4 and len(os.listdir(out / "trainA")) == 4
+    before = tree(out)
+    again = run(a, b, out, test_fraction=0)
+    assert again.decoded == 0 and again.removed == 0 and tree(out) == before
+
+
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        (lambda m: m["files"][0].update(sha256="../../../../etc/passwd" + "0" * 42), r"files\[0\]\.sha256"),
+        (lambda m: m["files"][0].update(status="kept!"), r"files\[0\]\.status"),
+        (lambda m: m["files"][0].update(bytes="95"), r"files\[0\]\.bytes"),
+        (lambda m: m["files"][1].update(source=m["files"][0]["source"]), "listed twice"),
+        (lambda m: m["files"][0].update(split="validation"), r"files\[0\]\.split"),
+        (lambda m: m["files"][0].update(domain="C"), r"files\[0\]\.domain"),
+        (lambda m: m["files"].append([]), "is not an object"),
+        (lambda m: m.update(files={}), "files is not a list"),
+        (lambda m: m.update(kind="other"), "kind"),
+        (lambda m: m.update(version=2), "version"),
+        (lambda m: m["files"][0].update(reason="\x1b[31mred", status="skipped"), "control characters"),
+        (lambda m: m["files"][0].update(source_raw="zz"), "source_raw"),
+    ],
+)
+def test_a_damaged_manifest_is_named_and_never_used(tmp_path, edit, field):
+    a, b = fill(tmp_path / "A", good_files(0, 2)), fill(tmp_path / "B", good_files(10, 2))
+    out = tmp_path / "out"
+    run(a, b, out)
+    record = manifest(out)
+    edit(record)
+    (out / "manifest.json").write_text(json.dumps(record))
+    before = tree(out)
+    with pytest.raises(MunitError, match=field) as caught:
+        run(a, b, out)
+    assert "edited or damaged" in str(caught.value) and "--overwrite" in caught.value.hint
+    assert tree(out) == before
+    rebuilt = run(a, b, out, overwrite=True)
+    assert rebuilt.rebuilt and rebuilt.decoded == 4 and manifest(out)["complete"]
+
+
+def test_a_manifest_that_is_not_json_or_never_ends_is_not_ours(tmp_path, two_folders):
+    a, b = two_folders
+    out = tmp_path / "out"
+    run(a, b, out)
+    (out / "manifest.json").write_bytes(b'{"format": "munit-prepare", "files": [' * 5000)
+    with pytest.raises(UsageError, match="not made by munit prepare"):
+        run(a, b, out, overwrite=True)
+    (out / "manifest.json").unlink()
+    os.mkfifo(out / "manifest.json")  # reading it would wait for a writer forever
+    with pytest.raises(UsageError, match="not made by munit prepare"):
+        run(a, b, out)
+
+
+@pytest.mark.parametrize("layout", ["same", "a inside b", "b inside a"])
+def test_one_folder_for_both_domains_is_refused(tmp_path, layout):
+    a = fill(tmp_path / "A", good_files(0, 3))
+    inner = fill(a / "inner", good_files(5, 3))
+    pairs = {"same": (a, a), "a inside b": (inner, a), "b inside a": (a, inner)}
+    with pytest.raises(UsageError, match="same folder|one folder inside the other"):
+        run(*pairs[layout], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_sizes_and_counts_are_bounded(tmp_path, two_folders):
+    a, b = two_folders
+    out = tmp_path / "out"
+    bounded = [
+        ({"size": 100_000}, "--size must be between 0"),
+        ({"workers": 100_000}, "--workers must be between 1"),
+        ({"synthetic_kind": "shapes", "size": 100_000, "src": False}, "--size with --synthetic"),
+        ({"synthetic_kind": "shapes", "synthetic_count": 10**9, "src": False}, "--synthetic-count"),
+    ]
+    for options, message in bounded:
+        sources = (a, b) if options.pop("src", True) else (None, None)
+        with pytest.raises(UsageError, match=message):
+            prepare.run(*sources, out, **options)
+    assert not out.exists()
+
+    # an image that fits the pixel limit, but not once its short side is scaled up to --size
+    thin = fill(tmp_path / "thin", {"thin.png": solid(1, (1, 3000))})
+    one = fill(tmp_path / "one", good_files(0, 1))
+    with pytest.raises(MunitError, match=r"domain A: none of its 1 source files could be used \(too large after resizing: 1\)"):
+        run(thin, one, out, size=2048)
+    assert by_source(out)["A", "thin.png"]["reason"] == "too large after resizing (12582912000 pixels)"
 
 
 @pytest.mark.parametrize(
@@ -329,3 +529,27 @@ def test_emoji_sample_rgba_on_white(tmp_path):
     assert transparent > 20 * 1000
     packed = PackedDomain(out / "packed" / "trainA")
     assert packed[0].shape == (3, 64, 64) and packed[0].dtype == torch.uint8
+
+
+def test_links_and_special_files_in_a_source_folder(tmp_path):
+    a = fill(tmp_path / "A", good_files(0, 3))
+    b = fill(tmp_path / "B", good_files(10, 3))
+    os.mkfifo(a / "pipe.png")  # would block a reader forever
+    os.symlink("/", a / "root")  # would make the scan walk the whole file system
+    os.symlink(b / "img010.png", a / "theirs.png")  # would pull the other domain's image in
+    os.symlink(a / "img000.png", a / "again.png")  # the same file twice
+    out = tmp_path / "out"
+    with deadline(60):
+        summary = run(a, b, out, test_fraction=0)
+    entries = by_source(out)
+    assert entries["A", "pipe.png"]["reason"] == "not a regular file (a named pipe)"
+    assert entries["A", "root"]["reason"] == "link leaves the folder (to /)"
+    assert entries["A", "theirs.png"]["reason"] == f"link leaves the folder (to {b / 'img010.png'})"
+    assert entries["A", "again.png"]["reason"] == f"same file as another (listed as {a / 'img000.png'})"
+    assert summary.domains["A"].train == 3 and summary.domains["A"].skipped == {
+        "not a regular file": 1,
+        "link leaves the folder": 2,
+        "same file as another": 1,
+    }
+    with deadline(60):
+        assert run(a, b, out, test_fraction=0).decoded == 1  # the pipe is tried again, and still skipped
