@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -184,6 +185,58 @@ def fuzz_prepare(world, tmp_path, reliability, examples: int) -> None:
     run()
 
 
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+MANIFEST_FIELDS = ("domain", "source", "source_raw", "bytes", "mtime_ns", "sha256", "width", "height", "status",
+                   "reason", "retry", "split", "duplicate_of", "outputs")  # fmt: skip
+
+
+def fuzz_manifest(world, tmp_path, reliability, examples: int) -> None:
+    """A prepared folder whose manifest.json had one field set to any JSON value: the rerun uses it
+    or names it, and never touches anything outside the folder."""
+    root = tmp_path / "manifest-fuzz"
+    for domain in "AB":
+        (root / domain).mkdir(parents=True)
+        for i, fmt in enumerate(("PNG", "BMP")):
+            data = world["images"][fmt]
+            (root / domain / f"{i}.{fmt.lower()}").write_bytes(data[::-1] if domain == "B" and i else data)
+    (root / "B" / "0.png").write_bytes(world["images"]["GIF"])
+    base = root / "base"
+    result, _ = invoke("prepare", root / "A", root / "B", "--out", base, "--size", "16", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    sources = {p: p.read_bytes() for p in root.glob("[AB]/*")}
+    counter = iter(range(10**6))
+
+    @fuzz_settings(examples)
+    @given(
+        where=st.one_of(
+            st.tuples(st.just("top"), st.sampled_from(["format", "version", "complete", "kind", "sources",
+                                                        "options", "split", "files"])),
+            st.tuples(st.integers(0, 3), st.sampled_from(MANIFEST_FIELDS)),
+        ),  # fmt: skip
+        value=JSON_VALUES,
+    )
+    def run(where, value):
+        out = root / f"out{next(counter)}"
+        shutil.copytree(base, out)
+        record = json.loads((out / "manifest.json").read_text())
+        target = record if where[0] == "top" else record["files"][where[0]]
+        target[where[1]] = value
+        (out / "manifest.json").write_text(json.dumps(record))
+        result, seconds = invoke("prepare", root / "A", root / "B", "--out", out, "--size", "16", "--workers", "1")
+        check_answer(result, seconds, reliability)
+        assert {p: p.read_bytes() for p in root.glob("[AB]/*")} == sources
+        assert sorted(p.name for p in root.iterdir() if not p.name.startswith("out")) == ["A", "B", "base"]
+        if result.exit_code == 0:
+            for path in out.rglob("*.png"):
+                Image.open(path).load()
+
+    run()
+
+
 def fuzz_weights_file(world, reliability, examples: int, which: str) -> None:
     """Mutated model files (as --model) or style files (as --style)."""
     original = world[which].read_bytes()
@@ -210,6 +263,10 @@ def test_prepare_folders_of_random_and_mutated_images(world, tmp_path, reliabili
     fuzz_prepare(world, tmp_path, reliability, 15)
 
 
+def test_prepare_with_a_mutated_manifest(world, tmp_path, reliability):
+    fuzz_manifest(world, tmp_path, reliability, 30)
+
+
 @pytest.mark.parametrize("which", ["model", "style"])
 def test_mutated_model_and_style_files(world, reliability, which):
     fuzz_weights_file(world, reliability, 25, which)
@@ -219,6 +276,7 @@ def test_mutated_model_and_style_files(world, reliability, which):
 def test_many_more_bad_inputs(world, tmp_path, reliability):
     fuzz_translate(world, reliability, 400)
     fuzz_prepare(world, tmp_path, reliability, 100)
+    fuzz_manifest(world, tmp_path, reliability, 300)
     fuzz_weights_file(world, reliability, 300, "model")
     fuzz_weights_file(world, reliability, 300, "style")
 
