@@ -358,6 +358,7 @@ MAX_NAME_CHARS = 100  # domain names and other labels from files, as they reach 
 # Characters a label read from a file must not hold: control characters (a terminal executes
 # escape sequences), line and paragraph separators, and format characters such as bidi overrides.
 _UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+_JOINERS = frozenset("\u200c\u200d")  # format characters that emoji and some scripts need in names
 
 
 def resolve_model_path(spec: str | os.PathLike | None) -> Path:
@@ -410,7 +411,7 @@ def check_text(value: object, what: str, max_chars: int = MAX_NAME_CHARS) -> str
         raise MunitError(f"{what}: expected text, found {type(value).__name__}")
     if not value or len(value) > max_chars:
         raise MunitError(f"{what}: must be 1 to {max_chars} characters, found {len(value)}")
-    if any(unicodedata.category(ch) in _UNPRINTABLE for ch in value):
+    if any(unicodedata.category(ch) in _UNPRINTABLE and ch not in _JOINERS for ch in value):
         raise MunitError(f"{what}: holds control characters")
     return value
 

@@ -45,6 +45,8 @@ FPS_RANGE = (0.01, 100.0)  # a GIF frame lasts 10 ms to 655 s; outside that Pill
 # this an input is skipped with a message naming --size, instead of the process being killed.
 MEMORY_BUDGET = 8 << 30
 OUTPUT_BUDGET = 8 << 30
+# A grid, strip or GIF munit writes stays one it could read back itself.
+MAX_PICTURE_PIXELS = images.DEFAULT_MAX_PIXELS
 # Peak bytes of activations per working pixel and per unit of model.dim, measured for a forward
 # pass on the CPU (tiny preset 43, paper preset 35) and rounded up.
 BYTES_PER_PIXEL_PER_DIM = 48
@@ -298,6 +300,14 @@ def raise_for_failures(failed: Sequence[str], total: int) -> None:
     raise PartialFailure(f"{len(failed)} of {total} inputs failed ({listed}); the others were translated")
 
 
+def grid_size(rows: Sequence[Sequence[Image.Image]], pad: int = 2) -> tuple[int, int]:
+    """Width and height of `image_grid(rows)`: a cell per image the size of the largest one."""
+    cell_w = max(img.width for row in rows for img in row)
+    cell_h = max(img.height for row in rows for img in row)
+    columns = max(len(row) for row in rows)
+    return pad + columns * (cell_w + pad), pad + len(rows) * (cell_h + pad)
+
+
 def image_grid(rows: Sequence[Sequence[Image.Image]], pad: int = 2) -> Image.Image:
     """Rows of images on white, each in a cell the size of the largest image, centred. A single
     image needs no grid and comes back as is."""
@@ -305,10 +315,9 @@ def image_grid(rows: Sequence[Sequence[Image.Image]], pad: int = 2) -> Image.Ima
         return rows[0][0]
     cell_w = max(img.width for row in rows for img in row)
     cell_h = max(img.height for row in rows for img in row)
-    columns = max(len(row) for row in rows)
     mode = rows[0][0].mode
     white = 255 if mode == "L" else (255, 255, 255)
-    grid = Image.new(mode, (pad + columns * (cell_w + pad), pad + len(rows) * (cell_h + pad)), white)
+    grid = Image.new(mode, grid_size(rows, pad), white)
     for r, row in enumerate(rows):
         for c, img in enumerate(row):
             x = pad + c * (cell_w + pad) + (cell_w - img.width) // 2
@@ -385,6 +394,13 @@ class PictureSink:
 
     def add(self, r: Translation, image: Image.Image, styles: Sequence[Style]) -> list[str]:
         self.rows.append([image, *r.outputs])
+        width, height = grid_size(self.rows)
+        if width * height > MAX_PICTURE_PIXELS and (len(self.rows) > 1 or len(styles) > 1 or self.grid):
+            raise MunitError(
+                f"{self.label}: the grid of all translations would be {width}x{height} pixels, more than "
+                f"{MAX_PICTURE_PIXELS / 1e6:.0f} megapixels in one picture; nothing was written to it",
+                hint="write the translations to a folder with --out DIR",
+            )
         return [self.label] * len(styles)
 
     def finish(self, styles: Sequence[Style]) -> None:
@@ -652,12 +668,24 @@ def interpolate(
     strips: list[list[Image.Image]] = []
     frame_paths: list[str] = []
     failed: list[str] = []
+    too_large = False  # the strip (and the GIF, which holds the same pixels) would not fit in a picture
     for r, _ in translate_with_progress(tr, items, codes, batch_size, "interpolate", failed):
-        strips.append(r.outputs)
         for t, frame in enumerate(r.outputs):
             frame_paths.append(str(images.save_png(frame, frame_path(out, r.item.stem, t, steps))))
+        if not too_large:
+            strips.append(r.outputs)
+            width, height = grid_size(strips)
+            too_large = width * height > MAX_PICTURE_PIXELS
+        if too_large:
+            strips.clear()  # frees the frames: they are on disk
     strip = gif_path = None
-    if strips:
+    if too_large:
+        err.print(
+            f"[yellow]warning:[/] {STRIP_NAME}{' and ' + GIF_NAME if gif else ''} not written: all frames together "
+            f"would exceed {MAX_PICTURE_PIXELS / 1e6:.0f} megapixels (the frames are in {escape(files.display_path(out / 'frames'))})",
+            markup=True,
+        )
+    elif strips:
         strip = str(images.save_png(image_grid(strips), out / STRIP_NAME))
         if gif:
             frames = [image_grid([[row[t] for row in strips]]) for t in range(steps)]

@@ -6,6 +6,7 @@ exit code, never a hang, a traceback or a file written before the options were c
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, Phase, assume, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from safetensors.torch import save_file
 from test_infer import make_run, noise
@@ -208,6 +211,24 @@ def test_out_naming_an_existing_file_for_several_outputs(world, tmp_path, reliab
     assert afile.read_text() == "keep"
 
 
+def test_pictures_of_many_translations_stay_within_what_munit_reads_back(world, tmp_path, monkeypatch):
+    """A grid of every input (to a file or stdout) and the interpolation strip and GIF are bounded
+    by the decode limit: the grid is refused before anything is written; the strip and GIF are left
+    out with a warning, the frames are written."""
+    monkeypatch.setattr(infer, "MAX_PICTURE_PIXELS", 3 * 40 * 32)  # less than a strip of 3 frames
+    result = cli("translate", world["good"], world["good"], "-m", world["run"], "--out", tmp_path / "all.png")
+    assert result.exit_code == 1 and "more than 0 megapixels in one picture" in result.stderr, result.output
+    assert not (tmp_path / "all.png").exists()
+    assert cli("translate", world["good"], "-m", world["run"], "--out", tmp_path / "one.png").exit_code == 0
+
+    result = cli("interpolate", world["good"], "-m", world["run"], "--steps", "3", "--gif", "--out", tmp_path / "i", "--json")
+    assert result.exit_code == 0, result.output
+    assert "strip.png and interpolation.gif not written" in result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["strip"] is None and summary["gif"] is None and len(summary["frames"]) == 3
+    assert sorted(p.name for p in (tmp_path / "i").iterdir()) == ["frames"]
+
+
 def test_interpolation_frames_sort_in_order_past_999():
     names = [infer.frame_path(Path("o"), "x", t, 1001).name for t in (0, 9, 999, 1000)]
     assert names == ["x_0000.png", "x_0009.png", "x_0999.png", "x_1000.png"] == sorted(names)
@@ -288,6 +309,10 @@ def test_model_and_style_files_without_a_checksum_are_refused(tmp_path, world, r
     save_file(tensors, str(stripped), metadata=meta)
     result = cli("translate", world["good"], "-m", stripped, "--out", tmp_path / "o")
     assert result.exit_code == 1 and "no checksum" in result.stderr
+    foreign = tmp_path / "foreign.safetensors"  # the same weights, as another tool would save them
+    save_file(tensors, str(foreign))
+    result = cli("translate", world["good"], "-m", foreign, "--out", tmp_path / "o")
+    assert result.exit_code == 1 and "not a munit generator file" in result.stderr
 
     style = infer.sample_style_file(model=world["run"], domain="B", out=tmp_path / "s.safetensors").path
     tensors, meta = checkpoint.read_tensors(style, styles.STYLE_KIND)
@@ -316,6 +341,14 @@ def test_deeply_nested_or_hostile_metadata_is_refused_in_one_line(tmp_path, worl
         assert result.exit_code == 1 and result.output.count("error:") == 1, (name, result.output)
         assert "\x1b" not in result.output and "x" * 200 not in result.output and "\u202e" not in result.output
     assert "nested too deeply" in cli("export", nested, "--out", tmp_path / "e").stderr
+
+
+def test_names_with_emoji_joiners_and_accents_are_accepted(tmp_path, world):
+    gen, cfg = tiny_generator()
+    path = tmp_path / "emoji.safetensors"
+    checkpoint.save_generator(path, gen, cfg, ("\U0001f469\u200d\U0001f3a8 artists", "peintures é"), 1, "fp")
+    result = cli("translate", world["good"], "-m", path, "--to", "peintures é", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
 
 
 def test_a_style_file_with_hostile_labels_is_refused(tmp_path, world, reliability):
@@ -377,3 +410,72 @@ def test_evaluate_warns_when_fid_comes_from_few_images(world, tmp_path, monkeypa
     warnings = json.loads(result.stdout)["warnings"]
     assert len(warnings) == 1 and "from 3 images" in warnings[0]
     assert evaluate.few_images_warnings(50, 60) == [] and len(evaluate.few_images_warnings(60, 49)) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Fuzzed metadata and oversized images
+
+FUZZ = settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    phases=(Phase.explicit, Phase.reuse, Phase.generate),  # a failure is shown as found: shrinking costs minutes
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+# Text as files may carry it: control characters, bidi overrides, line separators, long runs.
+LABELS = st.text(alphabet=st.characters(codec="utf-8"), min_size=0, max_size=300) | st.sampled_from(
+    ["\x1b[2J", "a\u202eb", "\u2028", "x" * 5000, "", " ", "photo\n"]
+)
+
+
+def printable(text: str) -> bool:
+    import unicodedata
+
+    return all(unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp") or ch == "\n" for ch in text)
+
+
+@FUZZ
+@given(names=st.tuples(LABELS, LABELS), fingerprint=LABELS)
+def test_fuzzed_model_labels_never_reach_the_terminal_raw(world, tmp_path, reliability, names, fingerprint):
+    gen, cfg = tiny_generator()
+    path = tmp_path / "fuzzed.safetensors"
+    checkpoint.save_generator(path, gen, cfg, names, 1, fingerprint)
+    reliability.add("bad_inputs")
+    result = cli("translate", world["good"], "-m", path, "--out", "-")
+    assert result.exit_code in (0, 1), result.output
+    assert printable(result.stderr) and len(result.stderr) < 2000
+    if result.exit_code == 1:
+        assert result.stderr.count("error:") == 1
+
+
+@FUZZ
+@given(field=st.sampled_from(styles.STYLE_TEXT_KEYS), value=LABELS)
+def test_fuzzed_style_metadata_is_refused_or_used_never_printed_raw(world, tmp_path, reliability, field, value):
+    tr = infer.Translator.open(world["run"], "B", "cpu")
+    path = tmp_path / "fuzzed-style.safetensors"
+    meta = styles.style_metadata(tr, "b", "seed:1")
+    meta[field] = value
+    checkpoint.save_tensors(path, {"style": torch.zeros(tr.style_dim)}, meta)
+    reliability.add("bad_inputs")
+    result = cli("translate", world["good"], "-m", world["run"], "--style", path, "--out", "-")
+    assert result.exit_code in (0, 1), result.output
+    assert printable(result.stderr) and len(result.stderr) < 2000
+
+
+@settings(FUZZ, max_examples=6)
+@given(width=st.integers(16, 20_000), over=st.floats(1.01, 7.0))
+def test_fuzzed_oversized_images_are_skipped_without_decoding(world, tmp_path, reliability, width, over):
+    """Images over the test model's budget (about 22 megapixels at dim 8, up to 7 times that): each
+    is skipped from its header with the budget named, and the other input is translated."""
+    tr = infer.Translator.open(world["run"], "B", "cpu")
+    height = math.ceil(tr.max_pixels * over / width)
+    assume(height <= 2_000_000)  # PNG rows cost time to write, not to refuse
+    work_w, work_h = tr.work_size(width, height)
+    assume(work_w * work_h > tr.max_pixels)
+    path = tmp_path / "big.png"
+    Image.new("1", (width, height)).save(path)
+    reliability.add("bad_inputs")
+    result = cli("translate", path, world["good"], "-m", world["run"], "--out", tmp_path / "o", "--overwrite")
+    assert result.exit_code == 3, result.output
+    assert "memory budget" in result.stderr and "1 of 2 inputs failed" in result.stderr
