@@ -29,7 +29,7 @@ from torch import nn
 
 from munit_cli import __version__, checkpoint, files, models
 from munit_cli.config import ModelConfig
-from munit_cli.errors import MunitError, UsageError
+from munit_cli.errors import MunitError, UsageError, first_line
 from munit_cli.results import Result
 
 FORMATS = ("bundle", "onnx", "all")
@@ -300,7 +300,7 @@ def export_graph(graph: Graph, args: tuple[torch.Tensor, ...], low: int):
                 verbose=False,
             )
     except Exception as exc:  # the exporter raises many types; all mean this model did not export
-        raise MunitError(f"ONNX export failed: {checkpoint._first_line(exc)}") from None
+        raise MunitError(f"ONNX export failed: {first_line(exc)}") from None
     return program.model_proto
 
 
