@@ -145,7 +145,7 @@ def train(
     precision: Optional[str] = typer.Option(None, help="auto (bf16 where the GPU or CPU has fast bf16, else fp32), fp32 (reference) or bf16 (autocast)."),
     names: Optional[str] = typer.Option(None, help="Domain names 'A,B' (default: the folder names)."),
     resume: Optional[str] = typer.Option(None, help="'auto' (newest good checkpoint in --out) or a state .safetensors file."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Start over in a non-empty --out folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start over in an existing run folder: removes only what munit wrote there (checkpoints, samples, logs, ...); any other folder is refused."),
     gpus: int = typer.Option(1, "--gpus", help="Local worker processes (DistributedDataParallel via torchrun); with --device cpu, CPU workers."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
