@@ -438,21 +438,30 @@ def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def prepare_under_way(a: Path, b: Path, out: Path, **popen) -> subprocess.Popen:
+    """`munit prepare` with two decoding workers in a session of its own, returned once it has
+    staged 10 images (so it is in the middle of its work)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "munit_cli", "prepare", str(a), str(b), "--out", str(out), "--size", "32",
+         "--workers", "2"],
+        env=child_env(), start_new_session=True, **popen,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while len(list((out / ".pending").rglob("*.png"))) < 10:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"prepare did not get under way: {proc.communicate()}")
+        time.sleep(0.01)
+    return proc
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_during_prepare_keeps_only_whole_files(photo_folders, tmp_path, reliability, signum):
     a, b = photo_folders
     out = tmp_path / "prepared"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "munit_cli", "prepare", str(a), str(b), "--out", str(out), "--size", "32",
-         "--workers", "2"],
-        env=child_env(), stderr=subprocess.PIPE, text=True, start_new_session=True,
-        preexec_fn=default_sigint,
-    )  # fmt: skip
+    proc = prepare_under_way(a, b, out, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     try:
-        deadline = time.monotonic() + 120
-        while len(list((out / ".pending").rglob("*.png"))) < 10:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
-            time.sleep(0.01)
         if signum == signal.SIGINT:
             os.killpg(proc.pid, signum)  # Ctrl-C in a terminal reaches the whole process group
         else:
@@ -503,17 +512,8 @@ def alive(pid: int) -> bool:
 
 def test_kill_9_of_prepare_takes_its_workers_with_it(photo_folders, tmp_path):
     a, b = photo_folders
-    out = tmp_path / "prepared"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "munit_cli", "prepare", str(a), str(b), "--out", str(out), "--size", "32",
-         "--workers", "2"],
-        env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
+    proc = prepare_under_way(a, b, tmp_path / "prepared", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 120
-        while len(list((out / ".pending").rglob("*.png"))) < 10:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
-            time.sleep(0.01)
         workers = children(proc.pid)
         assert len(workers) >= 2
         proc.kill()
