@@ -93,9 +93,6 @@ def read_tensors(path: Path, expect_kind: str | tuple[str, ...]) -> tuple[dict[s
     return tensors, metadata
 
 
-_first_line = first_line  # what export.py still imports; errors.first_line is the helper
-
-
 # ---------------------------------------------------------------------------------------------
 # Generator files
 
