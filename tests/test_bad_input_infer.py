@@ -402,13 +402,15 @@ def test_evaluate_warns_when_fid_comes_from_few_images(world, tmp_path, monkeypa
 
     monkeypatch.setattr(metrics, "load_inception", lambda device="cpu": StandInInception().to(device))
     synthetic.make_shapes(tmp_path / "data", n_train=0, n_test=3, size=32)
+    os.mkfifo(tmp_path / "data" / "testA" / "zz_pipe.png")  # skipped with the reason, never waited on
     args = ["evaluate", "-m", world["run"], "--test-a", tmp_path / "data" / "testA", "--test-b",
             tmp_path / "data" / "testB", "-n", "1", "--device", "cpu", "--json"]  # fmt: skip
     result = cli(*args)
     assert result.exit_code == 0, result.output
     assert "warning: FID and KID from 3 images per set are unreliable" in result.stderr
-    warnings = json.loads(result.stdout)["warnings"]
-    assert len(warnings) == 1 and "from 3 images" in warnings[0]
+    report = json.loads(result.stdout)
+    assert len(report["warnings"]) == 1 and "from 3 images" in report["warnings"][0]
+    assert "zz_pipe.png: not a regular file" in result.stderr and report["skipped"][0].endswith("zz_pipe.png")
     assert evaluate.few_images_warnings(50, 60) == [] and len(evaluate.few_images_warnings(60, 49)) == 1
 
 
