@@ -9,9 +9,14 @@ Layout of the output folder:
 Design choices:
 - Names come from content hashes, so odd source names (spaces, non-UTF-8 bytes) never reach the
   output, and the split (splits.py) does not move existing files when files are added.
-- A rerun reuses every source whose size and mtime match the manifest; new results are staged in
-  .pending/ and moved into place once all splits are known. Every file, the manifest included, is
-  written under a temporary name and renamed, so an interrupted run never leaves a half-written file.
+- A rerun reuses every source whose size and mtime (or, failing that, content) match the manifest;
+  new results are staged in .pending/ and moved into place once all splits are known. Every file,
+  the manifest included, is written under a temporary name and renamed, so an interrupted run never
+  leaves a half-written file.
+- A rerun only adds. Removing a prepared image (its source is gone or changed) or rebuilding them
+  all (the options changed) needs `overwrite`; without it the run stops before writing anything and
+  names what would go. Even then only files named the way prepare names them, in its own folders,
+  are removed.
 - Decoding runs in worker processes (pool.py); only this process writes files.
 """
 
@@ -166,13 +171,12 @@ def run(
     with pool.stop_on_signals(STOPPED):
         try:
             if synthetic_kind is not None:
-                return _run_synthetic(
-                    _synthetic_options(synthetic_kind, src_a, src_b, split_paired, test_fraction, size, synthetic_count,
-                                       test_count, channels, seed),
-                    out,
-                    pack,
-                    overwrite,
-                )  # fmt: skip
+                if src_a is not None or src_b is not None or split_paired or test_fraction is not None:
+                    raise UsageError(
+                        "--synthetic makes its own data: give no source folders, --split-paired or --test-fraction"
+                    )
+                options = _synthetic_options(synthetic_kind, size, synthetic_count, test_count, channels, seed)
+                return _run_synthetic(options, out, pack, overwrite)
             sources = _source_folders(src_a, src_b, split_paired)
             if size is not None and not 0 <= size <= MAX_SIZE:
                 raise UsageError(f"--size must be between 0 (keep) and {MAX_SIZE}, got {size}")
@@ -192,8 +196,7 @@ def run(
                 split["test_fraction"] = DEFAULT_TEST_FRACTION
             return _run_folders(sources, out, proc, split, workers or pool.cpu_count(), pack, overwrite, progress)
         except OSError as exc:  # the output folder: read-only, full, a file where a folder should be
-            where = display_path(exc.filename) if exc.filename else display_path(out)
-            raise MunitError(f"could not write {_shown(where)}: {exc.strerror or exc}") from None
+            raise MunitError(f"could not write {_shown(exc.filename or out)}: {exc.strerror or exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,7 +233,7 @@ def _source_folders(src_a: Path | None, src_b: Path | None, split_paired: bool) 
     if _within(real_a, real_b) or _within(real_b, real_a):
         same = "the same folder" if real_a == real_b else "one folder inside the other"
         raise UsageError(
-            f"the two domains' source folders are {same} ({_shown(display_path(src_a))}, {_shown(display_path(src_b))})",
+            f"the two domains' source folders are {same} ({_shown(src_a)}, {_shown(src_b)})",
             hint="give one folder of images per domain, neither inside the other",
         )
     return {"A": Path(src_a), "B": Path(src_b)}
@@ -258,8 +261,10 @@ def parse_colour(text: str) -> tuple[int, int, int]:
     return (rgb[0], rgb[1], rgb[2])
 
 
-def _shown(text: str) -> str:
-    """`text` (a file name, an option value) with control characters escaped, fit for a terminal."""
+def _shown(value: str | bytes | os.PathLike) -> str:
+    """A path or an option value fit for a terminal: undecodable bytes as U+FFFD, control
+    characters escaped."""
+    text = value if isinstance(value, str) else display_path(value)
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
@@ -274,19 +279,23 @@ def _claim_out(out: Path, overwrite: bool, sources: list[Path]) -> tuple[Manifes
     for src in sources:
         real_src = os.path.realpath(src)
         if _within(real_out, real_src):
-            raise UsageError(f"--out {_shown(display_path(out))} is inside the source folder {_shown(display_path(src))}",
-                             hint="choose a folder outside it")  # fmt: skip
+            raise UsageError(
+                f"--out {_shown(out)} is inside the source folder {_shown(src)}", hint="choose a folder outside it"
+            )
         if any(_within(real_src, os.path.join(real_out, name)) for name in OWNED):
-            raise UsageError(f"source folder {_shown(display_path(src))} is inside the output's own folders",
-                             hint="choose another --out")  # fmt: skip
+            raise UsageError(
+                f"source folder {_shown(src)} is inside the output's own folders", hint="choose another --out"
+            )
     if os.path.lexists(out) and not out.is_dir():
-        raise UsageError(f"--out {_shown(display_path(out))} exists and is not a folder")
+        raise UsageError(f"--out {_shown(out)} exists and is not a folder")
     if not out.exists():
         return None, []
     links = [name for name in OWNED if (out / name).is_symlink()]
     if links:
-        raise UsageError(f"{_shown(display_path(out / links[0]))} is a link; munit prepare writes only its own folders",
-                         hint="choose a new --out folder")  # fmt: skip
+        raise UsageError(
+            f"{_shown(out / links[0])} is a link; munit prepare writes only its own folders",
+            hint="choose a new --out folder",
+        )
     try:
         previous = manifest.read(out)
     except manifest.DamagedManifest as exc:
@@ -298,13 +307,13 @@ def _claim_out(out: Path, overwrite: bool, sources: list[Path]) -> tuple[Manifes
     foreign = [name for name in OWNED if (out / name).exists()]
     if foreign:
         raise UsageError(
-            f"{_shown(display_path(out))} holds {', '.join(foreign)} but was not made by munit prepare "
+            f"{_shown(out)} holds {', '.join(foreign)} but was not made by munit prepare "
             f"(no {MANIFEST} of its own); nothing was changed",
             hint="--overwrite only replaces what munit prepare wrote: choose a new --out, or move those away",
         )
     if any(out.iterdir()) and not overwrite:
         raise UsageError(
-            f"{_shown(display_path(out))} is not empty and was not made by munit prepare",
+            f"{_shown(out)} is not empty and was not made by munit prepare",
             hint="choose a new --out folder, or pass --overwrite to add the dataset's folders next to what "
             "is there (nothing of it is removed)",
         )
@@ -369,7 +378,7 @@ def _changes(old: Manifest, new: Manifest, growable: tuple[str, ...] = ()) -> li
 def _refuse_rebuild(out: Path, reasons: list[str], previous: Manifest | None) -> None:
     kept = sum(e.state is State.KEPT for e in previous.files) if previous else 0
     raise MunitError(
-        f"{_shown(display_path(out))} was prepared with other settings ({'; '.join(reasons)}); "
+        f"{_shown(out)} was prepared with other settings ({'; '.join(reasons)}); "
         f"this run would remove and rebuild its prepared images{f' ({kept} sources)' if kept else ''}; "
         "nothing was changed",
         hint="pass --overwrite to rebuild it, or choose a new --out folder",
@@ -380,7 +389,7 @@ def _check_pack_kept(out: Path, pack: bool, overwrite: bool) -> None:
     # Without --pack the pack would go stale as the folders change (training reads it), so it goes.
     if not pack and not overwrite and (out / "packed").exists():
         raise MunitError(
-            f"{_shown(display_path(out))} has packed shards (--pack) that this run would remove; nothing was changed",
+            f"{_shown(out)} has packed shards (--pack) that this run would remove; nothing was changed",
             hint="pass --pack to keep them up to date, or --overwrite to remove them",
         )
 
@@ -466,7 +475,7 @@ def _scan(sources: dict[str, Path]) -> tuple[list[SourceFile], list[Entry]]:
         scan = scan_images(root)
         if not scan.found:
             raise MunitError(
-                f"{_shown(display_path(root))}: no images found",
+                f"{_shown(root)}: no images found",
                 hint=f"looked for {', '.join(sorted(IMAGE_EXTENSIONS))} files, recursively; links that leave "
                 "the folder are not followed",
             )
@@ -565,7 +574,7 @@ def _require_usable(result: Prepared) -> None:
             reasons = ", ".join(f"{why}: {n}" for why, n in sorted(counts.skipped.items()))
             raise MunitError(
                 f"domain {domain}: none of its {counts.found} source files could be used ({reasons})",
-                hint=f"each file's reason is in {_shown(display_path(result.manifest))}",
+                hint=f"each file's reason is in {_shown(result.manifest)}",
             )
 
 
@@ -744,10 +753,8 @@ class _Synthetic(NamedTuple):
 
 
 def _synthetic_options(
-    kind, src_a, src_b, split_paired, test_fraction, size, count, test_count, channels, seed
+    kind: str, size: int | None, count: int, test_count: int | None, channels: int, seed: int
 ) -> _Synthetic:
-    if src_a is not None or src_b is not None or split_paired or test_fraction is not None:
-        raise UsageError("--synthetic makes its own data: give no source folders, --split-paired or --test-fraction")
     if kind != "shapes":
         raise UsageError(f"unknown synthetic data set {_shown(kind)}", hint="available: shapes")
     size = DEFAULT_SYNTHETIC_SIZE if size is None else size
