@@ -36,6 +36,23 @@ class Source(Protocol):
     def get(self, i: int) -> torch.Tensor | None: ...
 
 
+# Training crops squares from images whose shorter side is scaled to data.load_size, so a thin
+# image (a 1 x 1,000,000 PNG is a valid file of a few KB) would be scaled to gigabytes of pixels
+# for one crop. Such images are skipped with a warning.
+MAX_ASPECT = 16
+
+
+def elongation(height: int, width: int) -> str | None:
+    """Why an image of this size is not used for training, or None."""
+    if max(height, width) > MAX_ASPECT * min(height, width):
+        return f"{width} x {height} pixels: more than {MAX_ASPECT} times longer than wide (training crops squares)"
+    return None
+
+
+def warn_skipped(what: str, why: str) -> None:
+    err.print(f"[yellow]warning:[/] skipping {escape(what)}: {escape(why)}", markup=True)
+
+
 class FolderSource:
     """Images decoded from a folder (recursive), resized so the shorter side is `load_size`.
     Decoded images are cached in memory up to `cache_bytes` (small datasets then decode once)."""
@@ -65,12 +82,17 @@ class FolderSource:
         if i in self._warned:
             return None
         try:
-            img = images.resize_shorter(images.open_image(self.paths[i], mode=self.mode), self.load_size)
+            img = images.open_image(self.paths[i], mode=self.mode)
         except MunitError as exc:
             self._warned.add(i)
             err.print(f"[yellow]warning:[/] skipping {escape(str(exc))}", markup=True)
             return None
-        t = images.to_tensor(img)
+        why = elongation(img.height, img.width)
+        if why:
+            self._warned.add(i)
+            warn_skipped(display_path(self.paths[i]), why)
+            return None
+        t = images.to_tensor(images.resize_shorter(img, self.load_size))
         if self._cache_left >= t.numel():
             self._cache[i] = t
             self._cache_left -= t.numel()

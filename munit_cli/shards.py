@@ -27,8 +27,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
+from munit_cli.data import elongation, warn_skipped
 from munit_cli.errors import MunitError, first_line
-from munit_cli.files import write_atomic
+from munit_cli.files import display_path, write_atomic
 
 FORMAT = "munit-packed"
 VERSION = 1
@@ -166,6 +167,7 @@ class PackedDomain:
         self._counts = [s["count"] for s in index["shards"]]
         self._starts = [sum(self._counts[:k]) for k in range(len(self._counts))]
         self._open: list = [None] * len(self._files)
+        self._warned: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.names)
@@ -180,8 +182,16 @@ class PackedDomain:
         flat = handle.get_slice("pixels")[int(offsets[local]) : int(offsets[local + 1])]
         return flat.reshape(tuple(shapes[local]))
 
-    def get(self, i: int) -> torch.Tensor:
-        return self[i]
+    def get(self, i: int) -> torch.Tensor | None:
+        """Image i for training; None (with one warning) for an image too thin to crop squares from."""
+        image = self[i]
+        why = elongation(image.shape[1], image.shape[2])
+        if why is None:
+            return image
+        if i not in self._warned:
+            self._warned.add(i)
+            warn_skipped(f"{self.names[i]} in {display_path(self.folder)}", why)
+        return None
 
     def _shard(self, k: int) -> tuple:
         if self._open[k] is None:

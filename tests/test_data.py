@@ -177,3 +177,36 @@ def test_preview_batch_takes_the_first_readable_images_centre_cropped():
     assert values(got) == [1, 3, 4]
     with pytest.raises(MunitError, match="none of its images"):
         data.preview_batch(Numbers(2, unreadable=frozenset({0, 1})), FLAT, 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Images too thin to crop squares from
+
+
+def test_a_thin_image_in_a_folder_is_skipped_with_one_warning(tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "domain"
+    folder.mkdir()
+    Image.new("RGB", (3000, 2), (255, 0, 0)).save(folder / "thin.png")  # 32 px high: 48,000 px wide
+    Image.new("RGB", (40, 30), (0, 0, 255)).save(folder / "wide.png")
+    source = data.FolderSource(folder, load_size=32, channels=3)
+    thin = source.paths.index(folder / "thin.png")
+    assert source.get(thin) is None and source.get(thin) is None
+    assert source.get(1 - thin).shape == (3, 32, 43)
+    err = capsys.readouterr().err
+    assert err.count("thin.png") == 1 and "more than 16 times longer than wide" in err
+
+
+def test_a_thin_packed_image_is_skipped_with_one_warning(tmp_path, capsys):
+    images = [("thin.png", torch.zeros(3, 2, 3000, dtype=torch.uint8)), ("ok.png", torch.zeros(3, 8, 8, dtype=torch.uint8))]
+    write_packed(iter(images), tmp_path / "p")
+    from munit_cli.shards import PackedDomain
+
+    packed = PackedDomain(tmp_path / "p")
+    assert packed.get(0) is None and packed.get(0) is None
+    assert packed.get(1).shape == (3, 8, 8)
+    assert packed[0].shape == (3, 2, 3000)  # the pack itself is intact
+    assert capsys.readouterr().err.count("thin.png") == 1
+    stream = data.DomainStream(packed, DataConfig(load_size=8, crop_size=8), 4, 0, "a", data.Shard())
+    assert stream.batch(0).shape == (4, 3, 8, 8)  # batches draw only the usable image
