@@ -560,7 +560,7 @@ def evaluate(
     seed: int = typer.Option(0, help="Seed of the random styles and KID subsets."),
     ema: bool = EmaOpt,
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="AlexNet LPIPS weights (.safetensors) for LPIPS diversity."),
-    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per Inception batch."),
+    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per Inception batch (1 to 256)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     json_out: bool = typer.Option(False, "--json", help="Print the scores as JSON on stdout."),
 ) -> None:

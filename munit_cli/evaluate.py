@@ -37,6 +37,7 @@ DIRECTIONS = (("a", "b"), ("b", "a"))
 # FID's bias shrinks only with thousands of images; below this many per set the scores are too
 # noisy even to rank two models, and the result says so.
 MIN_RELIABLE_IMAGES = 50
+MAX_BATCH = 256  # Inception at 299 px holds tens of MB of activations per image
 
 
 @dataclass
@@ -209,8 +210,8 @@ def evaluate(
 ) -> EvaluateResult:
     """Both directions' KID, FID, diversity and (with paired test folders) L1, PSNR and SSIM."""
     styles.check_num_styles(num_styles)
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise UsageError(f"--batch-size must be from 1 to {MAX_BATCH}, got {batch_size}")
     dev = pick_device(device)
     net = metrics.load_inception(str(dev))  # first: a missing [eval] extra should cost nothing
     lpips = metrics.LPIPS(Path(lpips_weights)).to(dev) if lpips_weights is not None else None

@@ -22,7 +22,7 @@ STYLE_KIND = "munit-style"
 STYLE_FORMAT_VERSION = "1"
 SEED_PREFIX = "seed:"
 STYLE_TEXT_KEYS = ("format_version", "domain", "domain_name", "style_dim", "fingerprint")  # the ones munit reads
-MAX_STYLES = 1000  # --num-styles: every style is a full decoder pass per input, its output kept in memory
+MAX_STYLES = 1000  # --num-styles or --style: every style is a full decoder pass per input, its output kept in memory
 
 
 class StyleModel(Protocol):
@@ -182,6 +182,8 @@ def resolve_styles(
     (one when neither is given). Tags are made unique."""
     if specs and num_styles is not None:
         raise UsageError("give --style or --num-styles, not both", hint="add seed:N to --style for sampled styles")
+    if len(specs) > MAX_STYLES:
+        raise UsageError(f"at most {MAX_STYLES} styles, got {len(specs)} --style options")
     specs = list(specs) or [seed_label(seed, k) for k in range(num_styles or 1)]
     styles = [resolve_style(spec, model, truncation) for spec in specs]
     tags: set[str] = set()

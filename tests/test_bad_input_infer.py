@@ -188,6 +188,8 @@ def test_batches_are_split_to_stay_within_the_budget(world, monkeypatch):
         (["interpolate", "{good}", "--size", "100000"], "--size 100000 is too large"),
         (["evaluate", "--test-a", "{root}", "--test-b", "{root}", "--num-styles", "100000"], "--num-styles must be from 1 to 1000"),
         (["translate", "{good}", "--out", "{out}/result.webp"], "munit writes .png or .jpg images, not .webp"),
+        (["translate", "{good}", *["--style", "seed:1"] * 1001], "at most 1000 styles, got 1001"),
+        (["evaluate", "--test-a", "{root}", "--test-b", "{root}", "--batch-size", "100000"], "--batch-size must be from 1 to 256"),
         (["translate", "{good}", "--out", "{out}/anim.gif"], "not .gif"),
     ],
 )
