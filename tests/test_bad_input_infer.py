@@ -203,6 +203,25 @@ def test_bad_options_are_refused_before_anything_is_written(world, tmp_path, arg
     assert not out.exists()
 
 
+def test_long_work_stops_on_ctrl_c_with_whole_files(world, tmp_path, monkeypatch):
+    """Ctrl-C between two inputs' translations: exit 130, the finished outputs whole, nothing else."""
+    calls = []
+    original = infer.Translator.translate_batch
+
+    def interrupted_second_time(self, x, codes):
+        calls.append(len(codes))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, x, codes)
+
+    monkeypatch.setattr(infer.Translator, "translate_batch", interrupted_second_time)
+    out = tmp_path / "o"
+    result = cli("translate", world["good"], world["good"], world["good"], "-n", "3", "-m", world["run"], "--out", out)
+    assert result.exit_code == 130 and "interrupted" in result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(["good_seed0.png", "good_seed0-1.png", "good_seed0-2.png"])
+    assert all(Image.open(p).size == (40, 32) for p in out.iterdir())
+
+
 def test_out_naming_an_existing_file_for_several_outputs(world, tmp_path, reliability):
     reliability.add("bad_inputs", 2)
     afile = tmp_path / "afile"
