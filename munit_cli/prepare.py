@@ -568,13 +568,19 @@ def _revived(old: Entry) -> Entry:
 
 
 def _require_usable(result: Prepared) -> None:
-    """A domain without one usable image is no dataset: say so (the manifest lists every reason)."""
+    """A domain without one training image is no dataset: say so, after the manifest with every
+    file's reason is written."""
     for domain, counts in result.domains.items():
-        if counts.found and not counts.train + counts.test:
+        if not counts.train + counts.test:
             reasons = ", ".join(f"{why}: {n}" for why, n in sorted(counts.skipped.items()))
             raise MunitError(
                 f"domain {domain}: none of its {counts.found} source files could be used ({reasons})",
                 hint=f"each file's reason is in {_shown(result.manifest)}",
+            )
+        if not counts.train:
+            raise MunitError(
+                f"domain {domain}: all {counts.test} usable images went to the test split, none is left for training",
+                hint="pass a smaller --test-count or --test-fraction",
             )
 
 

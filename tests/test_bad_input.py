@@ -205,7 +205,8 @@ def fuzz_manifest(world, tmp_path, reliability, examples: int) -> None:
             (root / domain / f"{i}.{fmt.lower()}").write_bytes(data[::-1] if domain == "B" and i else data)
     (root / "B" / "0.png").write_bytes(world["images"]["GIF"])
     base = root / "base"
-    result, _ = invoke("prepare", root / "A", root / "B", "--out", base, "--size", "16", "--workers", "1")
+    args = ("--size", "16", "--workers", "1", "--test-fraction", "0")
+    result, _ = invoke("prepare", root / "A", root / "B", "--out", base, *args)
     assert result.exit_code == 0, result.output
     sources = {p: p.read_bytes() for p in root.glob("[AB]/*")}
     counter = iter(range(10**6))
@@ -226,7 +227,7 @@ def fuzz_manifest(world, tmp_path, reliability, examples: int) -> None:
         target = record if where[0] == "top" else record["files"][where[0]]
         target[where[1]] = value
         (out / "manifest.json").write_text(json.dumps(record))
-        result, seconds = invoke("prepare", root / "A", root / "B", "--out", out, "--size", "16", "--workers", "1")
+        result, seconds = invoke("prepare", root / "A", root / "B", "--out", out, *args)
         check_answer(result, seconds, reliability)
         assert {p: p.read_bytes() for p in root.glob("[AB]/*")} == sources
         assert sorted(p.name for p in root.iterdir() if not p.name.startswith("out")) == ["A", "B", "base"]

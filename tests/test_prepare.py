@@ -186,7 +186,7 @@ def test_rerun_is_idempotent_and_incremental(tmp_path, two_folders):
 
 def test_split_is_stable_when_files_are_added(tmp_path):
     a = fill(tmp_path / "A", good_files(0, 30))
-    b = fill(tmp_path / "B", good_files(200, 4))
+    b = fill(tmp_path / "B", good_files(200, 8))
     out_f, out_c = tmp_path / "by_fraction", tmp_path / "by_count"
     run(a, b, out_f, test_fraction=0.3)
     run(a, b, out_c, test_count=5)
@@ -475,6 +475,8 @@ def test_sizes_and_counts_are_bounded(tmp_path, two_folders):
     with pytest.raises(MunitError, match=r"domain A: none of its 1 source files could be used \(too large after resizing: 1\)"):
         run(thin, one, out, size=2048)
     assert by_source(out)["A", "thin.png"]["reason"] == "too large after resizing (12582912000 pixels)"
+    with pytest.raises(MunitError, match="domain A: all 12 usable images went to the test split"):
+        run(a, b, tmp_path / "all_test", test_count=20)
 
 
 @pytest.mark.parametrize(
