@@ -187,7 +187,7 @@ def _entry(raw: Any, where: str, domains: tuple[str, ...]) -> Entry:
         sha256=_sha256(raw, where, required=state is not State.SKIPPED),
         width=_int(raw, "width", where, low=1, required=False),
         height=_int(raw, "height", where, low=1, required=False),
-        reason=_text(raw, "reason", where, required=state is State.SKIPPED),
+        reason=_text(raw, "reason", where, required=state is State.SKIPPED, printable=True),
         retry=_field(raw, "retry", bool, where, required=False) or False,
         split=None,
     )
@@ -219,10 +219,11 @@ def _int(raw: dict, key: str, where: str, low: int, required: bool = True) -> in
     return value
 
 
-def _text(raw: dict, key: str, where: str, required: bool) -> str | None:
+def _text(raw: dict, key: str, where: str, required: bool, printable: bool = False) -> str | None:
+    """A string field; `printable` ones are shown on the terminal as they are."""
     value = _field(raw, key, str, where, required)
-    if value is not None and (len(value) > _MAX_TEXT or not value.isprintable()):
-        raise _Bad(f"{where}.{key} is too long or holds control characters")
+    if value is not None and (len(value) > _MAX_TEXT or (printable and not value.isprintable())):
+        raise _Bad(f"{where}.{key} is too long{' or holds control characters' if printable else ''}")
     return value
 
 

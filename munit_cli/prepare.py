@@ -488,7 +488,7 @@ def _scan(sources: dict[str, Path]) -> tuple[list[SourceFile], list[Entry]]:
             found.append(SourceFile(domain, os.fsencode(path.relative_to(root)), str(path), size, mtime))
         for path, reason in scan.skipped:
             rel = os.fsencode(path.relative_to(root))
-            unfollowed.append(Entry(domain, rel, -1, -1, State.SKIPPED, reason=reason, retry=True))
+            unfollowed.append(Entry(domain, rel, -1, -1, State.SKIPPED, reason=_shown(reason), retry=True))
     return found, unfollowed
 
 
@@ -672,7 +672,7 @@ def _record(out: Path, src: SourceFile, result: Decoded, ext: str) -> Entry:
         sha256=result.sha256,
         width=result.width,
         height=result.height,
-        reason=result.reason,
+        reason=None if result.reason is None else _shown(result.reason),
         retry=result.retry,
     )
     for domain, data in result.encoded.items():

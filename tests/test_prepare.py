@@ -386,6 +386,8 @@ def test_names_that_print_alike_stay_two_files(tmp_path):
     a = fill(tmp_path / "A", good_files(0, 2))
     (a / os.fsdecode(b"caf\xe9.png")).write_bytes(solid(50))
     (a / "caf\ufffd.png").write_bytes(solid(51))  # valid UTF-8 that prints the same
+    (a / "new\nline.png").write_bytes(solid(51))  # a duplicate whose name holds a control character
+    os.symlink(tmp_path / "x\x1b[31m.png", a / "away.png")  # a link out, to a name with an escape
     b = fill(tmp_path / "B", good_files(10, 2))
     out = tmp_path / "out"
     first = run(a, b, out, test_fraction=0)
@@ -393,6 +395,8 @@ def test_names_that_print_alike_stay_two_files(tmp_path):
     assert len(records) == 2 and {e["status"] for e in records} == {"kept"}
     assert {e.get("source_raw") for e in records} == {None, b"caf\xe9.png".hex()}
     assert first.domains["A"].train == 4 and len(os.listdir(out / "trainA")) == 4
+    assert by_source(out)["A", "new\nline.png"]["status"] == "duplicate"
+    assert by_source(out)["A", "away.png"]["reason"] == f"link leaves the folder (to {tmp_path}/x\\x1b[31m.png)"
     before = tree(out)
     again = run(a, b, out, test_fraction=0)
     assert again.decoded == 0 and again.removed == 0 and tree(out) == before
