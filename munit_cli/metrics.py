@@ -321,8 +321,22 @@ def fid_from_stats(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, s
 
 
 def fid(real: torch.Tensor, fake: torch.Tensor) -> float:
-    """Frechet Inception Distance between two sets of features."""
-    return fid_from_stats(*feature_stats(real), *feature_stats(fake))
+    """Frechet Inception Distance between two sets of features.
+
+    Sets smaller than the feature dimension (test sets of a few hundred images) take a shorter
+    route to the same value: with X1, X2 the centred features, S1 S2 = X1'X1 X2'X2 / ((n1-1)(n2-1))
+    has the nonzero eigenvalues of M M' for M = X1 X2' / sqrt((n1-1)(n2-1)), so tr((S1 S2)^(1/2))
+    is the sum of M's singular values: an n1 x n2 problem instead of two 2048 x 2048
+    eigendecompositions (milliseconds instead of seconds on a CPU)."""
+    x, y = real.double(), fake.double()
+    if max(len(x), len(y)) >= x.shape[1] or min(len(x), len(y)) < 2:
+        return fid_from_stats(*feature_stats(x), *feature_stats(y))
+    n1, n2 = len(x) - 1, len(y) - 1
+    cx, cy = x - x.mean(0), y - y.mean(0)
+    trace_sqrt = torch.linalg.svdvals(cx @ cy.T).sum() / math.sqrt(n1 * n2)
+    mean_term = (x.mean(0) - y.mean(0)).square().sum()
+    value = float(mean_term + cx.square().sum() / n1 + cy.square().sum() / n2 - 2 * trace_sqrt)
+    return max(value, 0.0)  # rounding can take a true 0 slightly below it
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,6 +48,16 @@ def test_fid_of_two_gaussians_matches_the_closed_form():
     assert metrics.fid_from_stats(zero, torch.eye(4, dtype=torch.float64), zero, sigma2) == pytest.approx(expected)
 
 
+def test_fid_of_sets_smaller_than_the_dimension_matches_the_covariance_route():
+    # 40 and 25 features of dimension 64: the singular-value route, against the 64 x 64 one
+    x, y = gaussian(40, [0.0] * 64, [1.0] * 64, seed=11), gaussian(25, [0.3] * 64, [1.5] * 64, seed=12)
+    expected = metrics.fid_from_stats(*metrics.feature_stats(x), *metrics.feature_stats(y))
+    assert expected > 10 and metrics.fid(x, y) == pytest.approx(expected, rel=1e-7)  # sqrt of rounding-noise eigenvalues
+    assert metrics.fid(x, x) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(MunitError, match="at least 2"):
+        metrics.fid(x[:1], y)
+
+
 def test_fid_of_samples_approaches_the_closed_form():
     x = gaussian(20_000, [0.0, 0.0], [1.0, 2.0], seed=2)
     y = gaussian(20_000, [1.0, 0.0], [2.0, 2.0], seed=3)
