@@ -304,6 +304,7 @@ BatchOpt = typer.Option(1, "--batch-size", "-b", help="Inputs per forward pass (
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace existing output files (without it, nothing is written when one exists).")
 EmaOpt = typer.Option(True, "--ema/--no-ema", help="Use the EMA (averaged) weights when the file has them; --no-ema the raw ones.")
+PrecisionOpt = typer.Option("auto", "--precision", help="auto (bf16 where the GPU or CPU has bf16 units, else fp32), fp32 (the reference) or bf16.")
 
 
 @app.command(
@@ -330,6 +331,7 @@ def translate(
     batch_size: int = BatchOpt,
     device: str = DeviceOpt,
     ema: bool = EmaOpt,
+    precision: str = PrecisionOpt,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON record per output (input, style, path) on stdout."),
     overwrite: bool = OverwriteOpt,
 ) -> None:
@@ -351,6 +353,7 @@ def translate(
         batch_size=batch_size,
         device=device,
         use_ema=ema,
+        precision=precision,
         on_record=(lambda record: emit_json(record.to_json())) if json_out else None,
         overwrite=overwrite,
     )
@@ -397,6 +400,7 @@ def style_encode(
     size: Optional[int] = SizeOpt,
     device: str = DeviceOpt,
     ema: bool = EmaOpt,
+    precision: str = PrecisionOpt,
     json_out: bool = typer.Option(False, "--json", help="Print the written path as JSON on stdout."),
     overwrite: bool = OverwriteOpt,
 ) -> None:
@@ -404,7 +408,8 @@ def style_encode(
     from munit_cli import infer
 
     result = infer.encode_style_file(
-        image, model=model, domain=domain, out=out, size=size, device=device, use_ema=ema, overwrite=overwrite
+        image, model=model, domain=domain, out=out, size=size, device=device, use_ema=ema, precision=precision,
+        overwrite=overwrite,
     )
     _print_style_file(result, json_out)
 
@@ -460,6 +465,7 @@ def interpolate(
     batch_size: int = BatchOpt,
     device: str = DeviceOpt,
     ema: bool = EmaOpt,
+    precision: str = PrecisionOpt,
     json_out: bool = typer.Option(False, "--json", help="Print the written paths as JSON on stdout."),
     overwrite: bool = OverwriteOpt,
 ) -> None:
@@ -482,6 +488,7 @@ def interpolate(
         batch_size=batch_size,
         device=device,
         use_ema=ema,
+        precision=precision,
         overwrite=overwrite,
     )
     if json_out:
@@ -559,6 +566,7 @@ def evaluate(
     num_styles: int = typer.Option(10, "--num-styles", "-n", help="Random styles per input, 1 to 1000 (diversity; the first also feeds KID/FID)."),
     seed: int = typer.Option(0, help="Seed of the random styles and KID subsets."),
     ema: bool = EmaOpt,
+    precision: str = PrecisionOpt,
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="AlexNet LPIPS weights (.safetensors) for LPIPS diversity."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per Inception batch (1 to 256)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
@@ -575,6 +583,7 @@ def evaluate(
         num_styles=num_styles,
         seed=seed,
         use_ema=ema,
+        precision=precision,
         lpips_weights=lpips_weights,
         batch_size=batch_size,
         device=device,

@@ -73,8 +73,10 @@ class TrainConfig:
     batch_size: int = 1
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:N
-    precision: str = "fp32"  # fp32 (reference) or bf16 (autocast, norm statistics in float32)
-    channels_last: bool = False  # NHWC memory layout (speed option)
+    # fp32 (reference), bf16 (autocast, norm statistics in float32), or auto: bf16 on a GPU and on a
+    # CPU with bf16 units (AMX or AVX512-BF16), fp32 elsewhere; a run records what auto chose.
+    precision: str = "fp32"
+    channels_last: bool = False  # NHWC memory layout (speed option; with auto, only when bf16 is chosen)
     compile: bool = False  # torch.compile the networks (speed option)
     share_translations: bool = False  # one generator forward per iteration feeds both updates (speed option)
     log_every: int = 100
@@ -127,7 +129,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "fast": {
         "train": {
             "batch_size": 8,
-            "precision": "bf16",
+            "precision": "auto",
             "channels_last": True,
             "compile": True,
             "share_translations": True,
@@ -152,7 +154,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "checkpoint_every": 500,
             "ema_decay": 0.99,
             "ema_start": 500,
-            # the CPU fast path (benchmarks/speed.py): 1.2x the steps in the same minutes
+            # the CPU fast path (benchmarks/speed.py): bf16 where the CPU has bf16 units, and one
+            # generator forward for both updates
+            "precision": "auto",
+            "channels_last": True,
             "share_translations": True,
         },
         "optim": {"lr": 2e-4, "lr_step": 100_000, "weight_decay": 1e-4, "fused": True},
@@ -363,8 +368,8 @@ def validate(cfg: Config) -> None:
     _check_crop(cfg)
     if t.device != "auto" and not DEVICE.match(t.device):
         raise UsageError(f"train.device must be auto, cpu, cuda or cuda:N, got {t.device!r}")
-    if t.precision not in ("fp32", "bf16"):
-        raise UsageError(f"train.precision must be fp32 or bf16, got {t.precision!r}")
+    if t.precision not in ("auto", "fp32", "bf16"):
+        raise UsageError(f"train.precision must be auto, fp32 or bf16, got {t.precision!r}")
     if not 0 <= t.ema_decay < 1:
         raise UsageError(f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
     if o.lr <= 0:

@@ -206,6 +206,7 @@ def evaluate(
     lpips_weights: Path | None = None,
     batch_size: int = 32,
     device: str = "auto",
+    precision: str = "auto",
     kid_subsets: int = metrics.KID_SUBSETS,
 ) -> EvaluateResult:
     """Both directions' KID, FID, diversity and (with paired test folders) L1, PSNR and SSIM."""
@@ -216,7 +217,7 @@ def evaluate(
     net = metrics.load_inception(str(dev))  # first: a missing [eval] extra should cost nothing
     lpips = metrics.LPIPS(Path(lpips_weights)).to(dev) if lpips_weights is not None else None
     loaded = checkpoint.load_model(model, dev, use_ema=use_ema)
-    translators = {target: infer.Translator(loaded, target, dev) for target in "ab"}
+    translators = {target: infer.Translator.of(loaded, target, dev, precision=precision) for target in "ab"}
     skipped: list[str] = []
     sets = {
         "a": load_images(Path(test_a), translators["a"], skipped),

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from rich.markup import escape
 
-from munit_cli import checkpoint, files, images
+from munit_cli import checkpoint, files, images, runtime
 from munit_cli import styles as styles_mod
 from munit_cli.console import err, progress
 from munit_cli.errors import MunitError, PartialFailure, UsageError
@@ -86,15 +86,32 @@ class Translator:
     target: str  # 'a' or 'b'
     device: torch.device
     size: int | None = None  # shorter side to work at; None keeps the input's size
+    precision: str = "fp32"  # resolved: fp32 (the reference) or bf16 (autocast; see runtime.resolve_precision)
 
     @classmethod
     def open(
-        cls, model: str | os.PathLike | None, to: str, device: str = "auto", size: int | None = None, use_ema: bool = True
+        cls,
+        model: str | os.PathLike | None,
+        to: str,
+        device: str = "auto",
+        size: int | None = None,
+        use_ema: bool = True,
+        precision: str = "auto",
     ) -> Translator:
         check_common_options(size=size)
         dev = pick_device(device)
         loaded = checkpoint.load_model(model, dev, use_ema=use_ema)
-        tr = cls(loaded, resolve_domain(to, loaded.names), dev, size)
+        return cls.of(loaded, resolve_domain(to, loaded.names), dev, size, precision)
+
+    @classmethod
+    def of(
+        cls, loaded: checkpoint.LoadedGenerator, target: str, device: torch.device, size: int | None = None, precision: str = "auto"
+    ) -> Translator:
+        """A translator for a model already loaded on `device`; `precision` as `--precision` takes it."""
+        resolved, channels_last = runtime.resolve_precision(precision, True, device)
+        if channels_last:
+            loaded.model.to(memory_format=torch.channels_last)
+        tr = cls(loaded, target, device, size, resolved)
         largest = math.isqrt(tr.max_pixels)
         if size is not None and size > largest:
             raise UsageError(
@@ -181,7 +198,8 @@ class Translator:
     def to_input(self, img: Image.Image) -> torch.Tensor:
         """(1, C, h, w) in [-1, 1] at the working size."""
         x = images.to_tensor(images.resize(img, self.work_size(*img.size)))
-        return (x.float() / 127.5 - 1.0)[None].to(self.device)
+        layout = torch.channels_last if self.precision == "bf16" else torch.contiguous_format
+        return (x.float() / 127.5 - 1.0)[None].to(self.device).contiguous(memory_format=layout)
 
     def to_output(self, x: torch.Tensor, size: tuple[int, int]) -> Image.Image:
         return images.resize(images.tensor_to_image(x.float()), size)
@@ -190,7 +208,8 @@ class Translator:
     def encode_style(self, img: Image.Image) -> torch.Tensor:
         """The target domain's style of a reference image: (style_dim,)."""
         gen_b = self.loaded.model.generator(self.target)
-        return gen_b.style_encoder(self.to_input(img))[0].float().cpu()
+        with runtime.autocast(self.device, self.precision):
+            return gen_b.style_encoder(self.to_input(img))[0].float().cpu()
 
     def reference_style(self, path: Path) -> torch.Tensor:
         return self.encode_style(self.read_image(path))
@@ -201,9 +220,10 @@ class Translator:
         content is encoded once and shared by every style."""
         gen_a = self.loaded.model.generator(self.source)
         gen_b = self.loaded.model.generator(self.target)
-        c_a = gen_a.content_encoder(x_a)
         n = x_a.shape[0]
-        return [gen_b.decode(c_a, s_b.expand(n, -1)) for s_b in styles.to(self.device)]
+        with runtime.autocast(self.device, self.precision):
+            c_a = gen_a.content_encoder(x_a)
+            return [gen_b.decode(c_a, s_b.expand(n, -1)).float() for s_b in styles.to(self.device)]
 
 
 def _header_size(data: bytes) -> tuple[int, int] | None:
@@ -482,6 +502,7 @@ def translate_files(
     batch_size: int = 1,
     device: str = "auto",
     use_ema: bool = True,
+    precision: str = "auto",
     on_record: Callable[[OutputRecord], None] | None = None,
     overwrite: bool = False,
 ) -> TranslateResult:
@@ -492,7 +513,7 @@ def translate_files(
     styles_mod.check_num_styles(num_styles)
     sink = output_sink(out, STDIN in inputs, grid, on_record is not None)
     items = expand_inputs(inputs)
-    tr = Translator.open(model, to, device, size, use_ema)
+    tr = Translator.open(model, to, device, size, use_ema, precision)
     chosen = styles_mod.resolve_styles(tr, styles, num_styles, seed, truncation)
     planned = sink.planned(items, chosen)
     if save_styles_to is not None:
@@ -534,11 +555,12 @@ def encode_style_file(
     size: int | None = None,
     device: str = "auto",
     use_ema: bool = True,
+    precision: str = "auto",
     overwrite: bool = False,
 ) -> StyleFileResult:
     """The style of `image` as seen by `domain`'s style encoder, saved as a style file."""
     files.refuse_overwrite([Path(out)], overwrite)
-    tr = Translator.open(model, domain, device, size, use_ema)
+    tr = Translator.open(model, domain, device, size, use_ema, precision)
     source = files.display_path(image)
     path = styles_mod.save_style(out, tr.reference_style(Path(image)), tr, tr.target, source)
     return StyleFileResult(path, tr.domain_label(tr.target), source)
@@ -644,6 +666,7 @@ def interpolate(
     batch_size: int = 1,
     device: str = "auto",
     use_ema: bool = True,
+    precision: str = "auto",
     overwrite: bool = False,
 ) -> InterpolateResult:
     """Translate the input(s) with styles moving from `style_a` to `style_b` in `steps` frames.
@@ -656,7 +679,7 @@ def interpolate(
     check_interpolation(steps, mode, fps)
     out = Path(out)
     check_output_folder(out)
-    tr = Translator.open(model, to, device, size, use_ema)
+    tr = Translator.open(model, to, device, size, use_ema, precision)
     s1 = styles_mod.resolve_style(style_a, tr, truncation).code
     s2 = styles_mod.resolve_style(style_b, tr, truncation).code
     codes = interpolate_styles(s1, s2, steps, mode)

@@ -3,6 +3,7 @@ evaluation."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import Any
 
@@ -40,6 +41,30 @@ def cpu_has_bf16_units() -> bool:
 
 def fast_precision(device: torch.device) -> str:
     """The precision of the fast path on `device`: bf16 on CUDA and on CPUs with bf16 units, fp32 elsewhere."""
-    if device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16_units()):
+    if (device.type == "cuda" and torch.cuda.is_bf16_supported()) or (device.type == "cpu" and cpu_has_bf16_units()):
         return "bf16"
     return "fp32"
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(requested: str, channels_last: bool, device: torch.device) -> tuple[str, bool]:
+    """(precision, channels_last) to run with. `auto` picks the fast path for `device`: bf16 where it
+    is fast, and then the asked-for layout; float32 and the contiguous layout elsewhere (channels_last
+    slows float32 CPU convolutions down). fp32 and bf16 are kept as forced, with the layout as asked."""
+    if requested not in PRECISIONS:
+        raise UsageError(f"unknown precision {requested!r}", hint="use auto, fp32 or bf16")
+    if requested != "auto":
+        return requested, channels_last
+    precision = fast_precision(device)
+    return precision, channels_last and precision == "bf16"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for a resolved precision of bf16 (matrix products and convolutions in bf16, the
+    normalisations keep float32 statistics); a no-op context for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+

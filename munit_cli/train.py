@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from munit_cli import checkpoint, config, data, dist, images, losses, models, rundir
+from munit_cli import checkpoint, config, data, dist, images, losses, models, rundir, runtime
 from munit_cli.config import Config
 from munit_cli.console import err, is_tty, progress
 from munit_cli.errors import Interrupted, MunitError
@@ -176,7 +176,8 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         # The networks themselves: their weights are what checkpoints, the EMA and samples read.
         self.gen, self.dis = models.build(cfg.model)
-        self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        self.precision, channels_last = runtime.resolve_precision(cfg.train.precision, cfg.train.channels_last, device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         for net in (self.gen, self.dis):
             net.to(device, memory_format=self.memory_format)
         self.opt_gen = make_optimizer(self.gen.parameters(), cfg)
@@ -194,9 +195,7 @@ class Trainer:
         self.dis_a_score, self.dis_b_score = compile_(self.dis.dis_a), compile_(self.dis.dis_b)
 
     def autocast(self):
-        if self.cfg.train.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return nullcontext()
+        return runtime.autocast(self.device, self.precision)
 
     def step(self, x_a: torch.Tensor, x_b: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """Iteration `step` (0-based) on this rank's batches; returns detached loss terms."""
@@ -311,6 +310,10 @@ def run(
     rundir.check_data_apart(out, [source_a.folder, source_b.folder])
     names = names or (source_a.name, source_b.name)
     device = pick_device(cfg.train.device) if ctx.world == 1 else ctx.device
+    # The run records what `auto` chose here, so its config.toml says how it was trained.
+    cfg.train.precision, cfg.train.channels_last = runtime.resolve_precision(
+        cfg.train.precision, cfg.train.channels_last, device
+    )
     vgg = losses.VGGPerceptual(cfg.loss.vgg_weights).to(device) if cfg.loss.vgg_w > 0 else None
     samples = Samples(cfg, out, source_a, source_b, device)
     trainer = Trainer(cfg, device, vgg, data.Shard(ctx.rank, ctx.world))

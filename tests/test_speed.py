@@ -12,7 +12,7 @@ import copy
 import pytest
 import torch
 
-from munit_cli import config, losses, models, train
+from munit_cli import config, losses, models, runtime, train
 
 
 def tiny_cfg(**train_flags) -> config.Config:
@@ -227,3 +227,70 @@ def test_compiled_generator_traces_whole_and_matches_eager(nets):
     assert torch.allclose(out["x_ab"], ref_out["x_ab"], atol=1e-6)
     for n, g in ref_grads.items():
         assert torch.allclose(grads[n.removeprefix("_orig_mod.")] if n in grads else grads["_orig_mod." + n], g, atol=1e-6), n
+
+
+# ---------------------------------------------------------------------------------------------
+# The CPU fast path: bf16 and channels_last where the CPU has bf16 units, float32 elsewhere
+
+
+@pytest.fixture
+def bf16_units(monkeypatch):
+    """`bf16_units(present)` makes this CPU look as if it had (or lacked) AMX / AVX512-BF16."""
+
+    def set_units(present: bool) -> None:
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512" if present else "AVX2")
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: present)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: present)
+
+    return set_units
+
+
+def test_auto_precision_follows_the_cpu_units(bf16_units):
+    cpu = torch.device("cpu")
+    bf16_units(False)
+    assert not runtime.cpu_has_bf16_units()
+    assert runtime.resolve_precision("auto", True, cpu) == ("fp32", False)
+    assert runtime.resolve_precision("bf16", True, cpu) == ("bf16", True)  # forced stays forced
+    bf16_units(True)
+    assert runtime.cpu_has_bf16_units()
+    assert runtime.resolve_precision("auto", True, cpu) == ("bf16", True)
+    assert runtime.resolve_precision("auto", False, cpu) == ("bf16", False)
+    assert runtime.resolve_precision("fp32", True, cpu) == ("fp32", True)
+
+
+def test_without_bf16_units_auto_is_the_reference_path_exactly(bf16_units):
+    bf16_units(False)
+    auto = train.Trainer(tiny_cfg(precision="auto", channels_last=True), torch.device("cpu"))
+    ref = train.Trainer(tiny_cfg(precision="fp32", channels_last=False), torch.device("cpu"))
+    assert auto.precision == "fp32" and auto.memory_format == torch.contiguous_format
+    for step in range(2):
+        x_a, x_b = batch(40 + step)
+        got, want = auto.step(x_a, x_b, step), ref.step(x_a, x_b, step)
+        assert {k: v.item() for k, v in got.items()} == {k: v.item() for k, v in want.items()}
+    for p, q in zip(auto.gen.parameters(), ref.gen.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_with_bf16_units_auto_trains_in_bf16_close_to_the_reference(bf16_units):
+    bf16_units(True)
+    fast = train.Trainer(tiny_cfg(precision="auto", channels_last=True), torch.device("cpu"))
+    ref = train.Trainer(tiny_cfg(precision="fp32"), torch.device("cpu"))
+    assert fast.precision == "bf16" and fast.memory_format == torch.channels_last
+    conv = next(m for m in fast.gen.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (4, 4))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.weight.dtype == torch.float32
+    x_a, x_b = batch(50)
+    got, want = fast.step(x_a, x_b, 0), ref.step(x_a, x_b, 0)
+    for key in ("gen_total", "dis_total", "recon_x_a", "recon_x_b"):
+        assert got[key].item() == pytest.approx(want[key].item(), rel=3e-2), key
+
+
+def test_a_run_records_the_precision_auto_chose(bf16_units, image_folders, tiny_cfg, tmp_path):
+    from munit_cli import config as config_mod
+
+    a, b = image_folders
+    for present, expected in ((True, ("bf16", True)), (False, ("fp32", False))):
+        bf16_units(present)
+        out = tmp_path / f"run-{present}"
+        train.run(tiny_cfg(train={"iters": 1, "precision": "auto", "channels_last": True}), [a, b], out)
+        saved = config_mod.resolve(None, out / "config.toml")
+        assert (saved.train.precision, saved.train.channels_last) == expected
