@@ -128,7 +128,8 @@ SetOpt = typer.Option(None, "--set", help="Override any config key: --set model.
     epilog="Examples:\n\n"
     "  munit train ./trainA ./trainB --out runs/shoes\n\n"
     "  munit train data/ --preset tiny --iters 2000 --out runs/try\n\n"
-    "  munit train ./trainA ./trainB --out runs/shoes --resume auto",
+    "  munit train ./trainA ./trainB --out runs/shoes --resume auto\n\n"
+    "  munit train ./trainA ./trainB --out runs/shoes --minutes 60",
 )
 @report_errors
 def train(
@@ -138,6 +139,7 @@ def train(
     config_file: Optional[Path] = ConfigOpt,
     sets: Optional[List[str]] = SetOpt,
     iters: Optional[int] = typer.Option(None, help="Training iterations."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Train for at most this many minutes: then save, say so and exit 0 (continue with --resume auto)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Images per domain per iteration (per GPU)."),
     size: Optional[int] = typer.Option(None, help="Training crop size in pixels (shorter side is resized to it)."),
     seed: Optional[int] = typer.Option(None, help="Random seed (data order, styles, initialisation)."),
@@ -158,14 +160,14 @@ def train(
     }
     cfg = config_from_flags(preset, config_file, sets, flags, out, resume)
     if gpus > 1:
-        _launch_workers(gpus, cfg, data, out, names, resume, overwrite, json_out)
+        _launch_workers(gpus, cfg, data, out, names, resume, overwrite, json_out, minutes)
         return
-    result = train_mod.run(cfg, data, out, names=parse_names(names), resume=resume, overwrite=overwrite)
+    result = train_mod.run(cfg, data, out, names=parse_names(names), resume=resume, overwrite=overwrite, minutes=minutes)
     if result is not None:  # the other ranks of a distributed run leave the summary to rank 0
         _print_summary(result, json_out)
 
 
-def _launch_workers(gpus, cfg, data, out, names, resume, overwrite, json_out) -> None:
+def _launch_workers(gpus, cfg, data, out, names, resume, overwrite, json_out, minutes) -> None:
     """Hand the resolved config to `gpus` torchrun workers (each runs `munit train` itself)."""
     import tempfile
 
@@ -179,6 +181,7 @@ def _launch_workers(gpus, cfg, data, out, names, resume, overwrite, json_out) ->
         args += ["--resume", resume] if resume else []
         args += ["--overwrite"] if overwrite else []
         args += ["--json"] if json_out else []
+        args += ["--minutes", str(minutes)] if minutes is not None else []
         dist.launch(gpus, args, cpu=cfg.train.device == "cpu")
 
 
@@ -189,7 +192,10 @@ def _print_summary(result: Any, json_out: bool) -> None:
     if json_out:
         emit_json(result.to_json())
         return
-    err.print(f"done: step {result.step} in {result.seconds} s")
+    if result.out_of_time:
+        err.print(f"time budget reached: stopped and saved at step {result.step} (continue with --resume auto)")
+    else:
+        err.print(f"done: step {result.step} in {result.seconds} s")
     err.print(f"  generator: {display_path(result.generator)}")
     err.print(f"  samples:   {display_path(result.samples)}")
 

@@ -21,7 +21,7 @@ import torch
 from munit_cli import checkpoint, config, data, dist, images, losses, models, rundir, runtime
 from munit_cli.config import Config
 from munit_cli.console import err, is_tty, progress
-from munit_cli.errors import Interrupted, MunitError
+from munit_cli.errors import Interrupted, MunitError, UsageError
 from munit_cli.results import Result
 from munit_cli.runtime import hash_seed, pick_device
 
@@ -277,6 +277,7 @@ class TrainResult(Result):
     global_batch: int
     losses: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    out_of_time: bool = False  # stopped (and saved) at the --minutes budget before train.iters
 
 
 def resolve_config(
@@ -300,9 +301,14 @@ def run(
     names: tuple[str, str] | None = None,
     resume: str | None = None,
     overwrite: bool = False,
+    minutes: float | None = None,
 ) -> TrainResult | None:
-    """Train MUNIT on two unpaired domains into the run folder `out`. Returns the summary on the
-    main process, None on the other ranks of a distributed run."""
+    """Train MUNIT on two unpaired domains into the run folder `out`, for at most `minutes` of
+    wall-clock time when given (then it saves and returns; `resume="auto"` continues). Returns the
+    summary on the main process, None on the other ranks of a distributed run."""
+    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+        raise UsageError(f"--minutes must be a positive number, got {minutes}")
+    deadline = None if minutes is None else time.monotonic() + 60 * minutes
     ctx = dist.context(cfg.train.device)
     out = Path(out)
     # Everything that can fail on the user's input fails here, before the run folder is touched.
@@ -335,7 +341,8 @@ def run(
             if info is None:
                 raise MunitError(f"{out / rundir.RUN_FILE}: missing after rank 0 wrote it (a bug: please report it)")
             start = resume_into(trainer, out, resume, checkpoint.model_fingerprint(info.run_id, cfg), announce=False)
-        session = Session(cfg, ctx, out, trainer, info.names, checkpoint.model_fingerprint(info.run_id, cfg), samples)
+        fingerprint = checkpoint.model_fingerprint(info.run_id, cfg)
+        session = Session(cfg, ctx, out, trainer, info.names, fingerprint, samples, deadline=deadline)
         result = session.train(source_a, source_b, start)
     dist.shutdown()
     return result
@@ -427,6 +434,7 @@ class Session:
     fingerprint: str
     samples: Samples
     saved_at: int = 0  # the newest step whose checkpoint is on disk (or the step the run started at)
+    deadline: float | None = None  # time.monotonic() at which the --minutes budget ends
 
     def save(self, step: int) -> None:
         """Checkpoint `step` (rank 0 writes, every rank waits for it)."""
@@ -476,6 +484,7 @@ class Session:
             return step % every == 0 or step == iters
 
         step = self.saved_at = start
+        out_of_time = False
         with SignalGuard() as guard, progress("train", iters, start, enabled=ctx.is_main) as bar:
             try:
                 while step < iters:
@@ -493,9 +502,13 @@ class Session:
                     if due(step, cfg.train.checkpoint_every):
                         self.save(step)
                     # Ranks must stop at the same step, so under DDP they agree at log intervals only.
-                    if (at_log or ctx.world == 1) and dist.any_rank(guard.signum is not None):
-                        guard.signum = guard.signum or signal.SIGTERM
-                        break
+                    if at_log or ctx.world == 1:
+                        if dist.any_rank(guard.signum is not None):
+                            guard.signum = guard.signum or signal.SIGTERM
+                            break
+                        if self.deadline is not None and dist.any_rank(time.monotonic() >= self.deadline):
+                            out_of_time = step < iters
+                            break
             finally:
                 loader.close()
 
@@ -505,6 +518,8 @@ class Session:
                 sig = signal.Signals(guard.signum).name
                 message = f"{sig}: stopped at step {step}; saved {out}/checkpoints (resume with --resume auto)"
                 raise Interrupted(message, guard.signum)
+            if out_of_time and self.saved_at != step:
+                self.save(step)
 
         if not dist.ranks_agree(trainer.gen):
             raise MunitError("distributed workers ended with different weights (a bug: please report it)")
@@ -520,4 +535,5 @@ class Session:
             global_batch=bs * ctx.world,
             losses=log.last,
             seconds=round(time.perf_counter() - log.t0, 2),
+            out_of_time=out_of_time,
         )

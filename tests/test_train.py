@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 import munit_cli
 from munit_cli import checkpoint, config, losses, rundir, train
 from munit_cli.cli import app
-from munit_cli.errors import MunitError
+from munit_cli.errors import MunitError, UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -564,3 +564,27 @@ def test_resume_from_another_runs_state_file_is_refused(tiny_cfg, image_folders,
     # its own state file resumes
     own = checkpoint.checkpoint_paths(out, 2)[1]
     assert train.run(tiny_cfg(train={"iters": 3}), [a, b], out, resume=str(own)).step == 3
+
+
+def test_minutes_budget_saves_says_so_and_resume_continues(image_folders, tiny_cfg, tmp_path):
+    a, b = image_folders
+    out = tmp_path / "run"
+    # a budget already spent when the first step ends: stop there, save, report it, no error
+    first = train.run(tiny_cfg(train={"iters": 6}), [a, b], out, minutes=1e-6)
+    assert first.out_of_time and first.step == 1
+    assert checkpoint.list_steps(out, "state") == [1] and first.generator.is_file()
+    rest = train.run(tiny_cfg(train={"iters": 6}), [a, b], out, resume="auto", minutes=60)
+    assert not rest.out_of_time and rest.step == 6
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(UsageError):
+            train.run(tiny_cfg(), [a, b], tmp_path / "never", minutes=bad)
+    assert not (tmp_path / "never").exists()
+
+
+def test_minutes_flag_exits_0_and_tells_how_to_continue(image_folders, tiny_set_args, tmp_path):
+    a, b = image_folders
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", str(a), str(b), "--out", str(out), "--minutes", "0.000001", *tiny_set_args()])
+    assert result.exit_code == 0, result.output
+    assert "time budget reached" in result.output and "--resume auto" in result.output
+    assert checkpoint.list_steps(out, "gen") == [1]
