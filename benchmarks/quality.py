@@ -402,6 +402,7 @@ def sheet(path: Path, sets: dict, key: str, cells: dict[str, list], args) -> Non
 
 
 COLUMNS = ("steps", "KID x 1000", "FID", "diversity_l1", "paired L1", "paired SSIM")
+SHORT_COLUMNS = ("steps", "KID x 1000", "FID", "div.", "L1", "SSIM")
 
 
 def cells(entry: dict, key: str) -> list[str]:
@@ -447,9 +448,10 @@ def print_tables(result: dict) -> None:
     from rich.text import Text
 
     for key in DIRECTIONS:
-        table = Table(title=Text(direction_title(result, key)), box=box.SIMPLE_HEAD)
+        caption = "div. = diversity_l1; L1, SSIM = paired (example-guided)"
+        table = Table(title=Text(direction_title(result, key)), caption=caption, box=box.SIMPLE_HEAD)
         table.add_column("row", no_wrap=True)
-        for column in COLUMNS:
+        for column in SHORT_COLUMNS:  # the full names do not fit 80 columns (a log file)
             table.add_column(column, justify="right", no_wrap=True)
         for entry in result["rows"]:
             table.add_row(Text(entry["label"]), *cells(entry, key))
