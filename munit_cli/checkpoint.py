@@ -22,7 +22,7 @@ from typing import Any, Iterable
 import torch
 
 from munit_cli import config as config_mod
-from munit_cli import files
+from munit_cli import files, runs
 from munit_cli.errors import MunitError, UsageError, first_line
 
 FORMAT_VERSION = "1"
@@ -358,19 +358,41 @@ _UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
 _JOINERS = frozenset("\u200c\u200d")  # format characters that emoji and some scripts need in names
 
 
-def resolve_model_path(spec: str | os.PathLike | None) -> Path:
+def resolve_model_path(spec: str | os.PathLike | None, runs_root: Path = runs.RUNS_ROOT) -> Path:
     """The weights file for MODEL: a run folder gives its newest generator checkpoint; a file (a
-    generator or an export bundle) is used as is; nothing given falls back to $MUNIT_MODEL.
-    The error says everything that was tried."""
-    if spec is None or str(spec) == "":
-        env = os.environ.get(MODEL_ENV)
-        if not env:
-            raise UsageError(
-                "no model given: tried --model (not given) and $MUNIT_MODEL (not set)",
-                hint="pass --model RUN_FOLDER (or a generator or bundle .safetensors), or export MUNIT_MODEL=...",
-            )
-        return _model_file(Path(env), f"${MODEL_ENV}={env}")
-    return _model_file(Path(spec), f"--model {spec}")
+    generator or an export bundle) is used as is. Nothing given falls back to $MUNIT_MODEL, then
+    to the run under `runs_root` that training changed last among those with a checkpoint; a
+    fallback says on stderr what it uses. The error says everything that was tried."""
+    if spec is not None and str(spec) != "":
+        return _model_file(Path(spec), f"--model {spec}")
+    env = os.environ.get(MODEL_ENV)
+    if env:
+        path = _model_file(Path(env), f"${MODEL_ENV}={env}")
+        _say_using(path, f" (from ${MODEL_ENV})")
+        return path
+    run = runs.latest_run(runs_root, usable=lambda folder: newest_generator(folder) is not None)
+    if run is None:
+        raise UsageError(
+            "no model given: tried --model (not given) and $MUNIT_MODEL (not set), and found no run with "
+            f"a checkpoint under {files.display_path(runs_root)}",
+            hint="pass --model RUN_FOLDER (or a generator or bundle .safetensors), or export MUNIT_MODEL=..., "
+            "or train one first (munit train A B writes runs/A2B)",
+        )
+    path = _model_file(run, f"the newest run {files.display_path(run)}")
+    _say_using(path, "")
+    return path
+
+
+def _say_using(path: Path, origin: str) -> None:
+    """'using runs/x2y (step 2500)' on stderr: which model a command picked by itself."""
+    from munit_cli.console import err
+
+    match = _NAME.match(path.name)
+    run = run_folder(path)
+    if match and run is not None:
+        err.print(f"using {files.display_path(run)} (step {int(match.group(2))}){origin}")
+    else:
+        err.print(f"using {files.display_path(path)}{origin}")
 
 
 def _model_file(path: Path, origin: str) -> Path:

@@ -126,6 +126,7 @@ SetOpt = typer.Option(None, "--set", help="Override any config key: --set model.
 
 @app.command(
     epilog="Examples:\n\n"
+    "  munit train ./trainA ./trainB                  (into runs/trainA2trainB)\n\n"
     "  munit train ./trainA ./trainB --out runs/shoes\n\n"
     "  munit train data/ --preset tiny --iters 2000 --out runs/try\n\n"
     "  munit train ./trainA ./trainB --out runs/shoes --resume auto\n\n"
@@ -134,7 +135,7 @@ SetOpt = typer.Option(None, "--set", help="Override any config key: --set model.
 @report_errors
 def train(
     data: List[Path] = typer.Argument(..., help="Two image folders (domain A, domain B), or one prepared dataset folder."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder for checkpoints, samples and logs."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder for checkpoints, samples and logs. Default: runs/A2B (the domain names), runs/A2B-2, ... when that exists; with --resume or --overwrite, the newest of those."),
     preset: Optional[str] = PresetOpt,
     config_file: Optional[Path] = ConfigOpt,
     sets: Optional[List[str]] = SetOpt,
@@ -149,15 +150,21 @@ def train(
     resume: Optional[str] = typer.Option(None, help="'auto' (newest good checkpoint in --out) or a state .safetensors file."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over in an existing run folder: removes only what munit wrote there (checkpoints, samples, logs, ...); any other folder is refused."),
     gpus: int = typer.Option(1, "--gpus", help="Local worker processes (DistributedDataParallel via torchrun); with --device cpu, CPU workers."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log losses and sample grids to RUN/tensorboard (needs the \\[tensorboard] extra); the same as --set train.tensorboard=true."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
-    """Train MUNIT on two unpaired image folders.  [dim]munit train ./A ./B --out runs/x[/dim]"""
+    """Train MUNIT on two unpaired image folders.  [dim]munit train ./A ./B[/dim]"""
+    from munit_cli import runs
     from munit_cli import train as train_mod
 
+    out = out or runs.default_run_folder(data, parse_names(names), reuse=resume is not None or overwrite)
     flags = {
-        "train": {"iters": iters, "batch_size": batch_size, "seed": seed, "device": device, "precision": precision},
+        "train": {
+            "iters": iters, "batch_size": batch_size, "seed": seed, "device": device, "precision": precision,
+            "tensorboard": True if tensorboard else None,
+        },
         "data": {"crop_size": size, "load_size": size},
-    }
+    }  # fmt: skip
     cfg = config_from_flags(preset, config_file, sets, flags, out, resume)
     if gpus > 1:
         _launch_workers(gpus, cfg, data, out, names, resume, overwrite, json_out, minutes)
@@ -196,8 +203,10 @@ def _print_summary(result: Any, json_out: bool) -> None:
         err.print(f"time budget reached: stopped and saved at step {result.step} (continue with --resume auto)")
     else:
         err.print(f"done: step {result.step} in {result.seconds} s")
-    err.print(f"  generator: {display_path(result.generator)}")
+    err.print(f"  run:       {display_path(result.run)}")
+    err.print(f"  model:     {display_path(result.generator)}")
     err.print(f"  samples:   {display_path(result.samples)}")
+    err.print(f"  report:    {display_path(result.report)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,7 +310,7 @@ def demo(
 
 
 ModelOpt = typer.Option(
-    None, "--model", "-m", help="Run folder (its newest generator), a generator or bundle .safetensors. Default: $MUNIT_MODEL.", show_default=False
+    None, "--model", "-m", help="Run folder (its newest generator), a generator or bundle .safetensors. Default: $MUNIT_MODEL, else the run under ./runs trained last.", show_default=False
 )
 ToOpt = typer.Option("B", "--to", "-t", help="Target domain: its name or letter (A, B).")
 SizeOpt = typer.Option(None, "--size", help="Work with the shorter side at this many pixels (default: the input's size; inputs too large for the 8 GiB memory budget are skipped, naming this option); outputs keep the input's size.")
@@ -314,7 +323,7 @@ PrecisionOpt = typer.Option("auto", "--precision", help="auto (bf16 where the GP
 
 
 @app.command(
-    epilog="STYLE is seed:N (or seed:N:K), a style file from `munit style`, or a reference image.\n\n"
+    epilog="STYLE is seed:N (or seed:N:K), a saved style's name (munit style list), a style file, or a reference image.\n\n"
     "Examples:\n\n"
     "  munit translate photo.jpg --to B --model runs/x --num-styles 5 --out out/\n\n"
     "  munit translate 'shots/*.png' --to painting --style look.safetensors --out out/ --json | jq .path\n\n"
@@ -326,7 +335,7 @@ def translate(
     inputs: List[str] = typer.Argument(..., help="Image files, folders, globs, or - for image bytes on stdin.", metavar="INPUT"),
     to: str = ToOpt,
     model: Optional[str] = ModelOpt,
-    styles: Optional[List[str]] = typer.Option(None, "--style", "-s", help="A style to use (repeatable): seed:N, a style file or a reference image.", metavar="STYLE"),
+    styles: Optional[List[str]] = typer.Option(None, "--style", "-s", help="A style to use (repeatable): seed:N, a saved style's name, a style file or a reference image.", metavar="STYLE"),
     num_styles: Optional[int] = typer.Option(None, "--num-styles", "-n", help="Sample this many random styles (seed:SEED, seed:SEED:1, ...), at most 1000."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled styles; a style depends only on (seed, its index)."),
     truncation: float = TruncationOpt,
@@ -372,12 +381,13 @@ def translate(
 
 
 style_app = typer.Typer(
-    help="Make style codes to reuse with --style.  [dim]munit style sample --seed 7 -o s.safetensors[/dim]",
+    help="Make style codes to reuse with --style.  [dim]munit style sample --seed 7 --name s1[/dim]",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
 app.add_typer(style_app, name="style")
-StyleOutOpt = typer.Option(..., "--out", "-o", help="The style file to write (.safetensors).")
+StyleOutOpt = typer.Option(None, "--out", "-o", help="The style file to write (.safetensors); or give --name.")
+StyleNameOpt = typer.Option(None, "--name", help="Save the style under this name in the model's run folder (RUN/styles/NAME.safetensors); --style NAME then finds it.")
 StyleDomainOpt = typer.Option("B", "--domain", "-d", help="The domain the style is for: its name or letter (A, B).")
 
 
@@ -394,6 +404,7 @@ def _print_style_file(result: Any, json_out: bool) -> None:
 @style_app.command(
     "encode",
     epilog="Examples:\n\n"
+    "  munit style encode painting.jpg --domain B --name warm\n\n"
     "  munit style encode painting.jpg --domain B --model runs/x -o s1.safetensors\n\n"
     "  munit translate photo.jpg --to B --model runs/x --style s1.safetensors",
 )
@@ -402,7 +413,8 @@ def style_encode(
     image: Path = typer.Argument(..., help="A reference image of the domain."),
     domain: str = StyleDomainOpt,
     model: Optional[str] = ModelOpt,
-    out: Path = StyleOutOpt,
+    out: Optional[Path] = StyleOutOpt,
+    name: Optional[str] = StyleNameOpt,
     size: Optional[int] = SizeOpt,
     device: str = DeviceOpt,
     ema: bool = EmaOpt,
@@ -414,8 +426,8 @@ def style_encode(
     from munit_cli import infer
 
     result = infer.encode_style_file(
-        image, model=model, domain=domain, out=out, size=size, device=device, use_ema=ema, precision=precision,
-        overwrite=overwrite,
+        image, model=model, domain=domain, out=out, name=name, size=size, device=device, use_ema=ema,
+        precision=precision, overwrite=overwrite,
     )
     _print_style_file(result, json_out)
 
@@ -423,6 +435,7 @@ def style_encode(
 @style_app.command(
     "sample",
     epilog="Examples:\n\n"
+    "  munit style sample --seed 7 --name s1\n\n"
     "  munit style sample --seed 7 --model runs/x -o s2.safetensors\n\n"
     "  munit style sample --seed 7 --index 3 --truncation 0.7 --domain A --model runs/x -o soft.safetensors",
 )
@@ -432,7 +445,8 @@ def style_sample(
     index: int = typer.Option(0, "--index", help="Which style of the seed (seed:SEED:INDEX)."),
     domain: str = StyleDomainOpt,
     model: Optional[str] = ModelOpt,
-    out: Path = StyleOutOpt,
+    out: Optional[Path] = StyleOutOpt,
+    name: Optional[str] = StyleNameOpt,
     truncation: float = TruncationOpt,
     json_out: bool = typer.Option(False, "--json", help="Print the written path as JSON on stdout."),
     overwrite: bool = OverwriteOpt,
@@ -441,15 +455,41 @@ def style_sample(
     from munit_cli import infer
 
     result = infer.sample_style_file(
-        model=model, domain=domain, out=out, seed=seed, index=index, truncation=truncation, overwrite=overwrite
+        model=model, domain=domain, out=out, name=name, seed=seed, index=index, truncation=truncation,
+        overwrite=overwrite,
     )
     _print_style_file(result, json_out)
 
 
+@style_app.command(
+    "list",
+    epilog="Examples:\n\n  munit style list\n\n  munit style list --model runs/x --json | jq -r '.styles[].name'",
+)
+@report_errors
+def style_list(
+    model: Optional[str] = ModelOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print the list as JSON on stdout."),
+) -> None:
+    """List the styles saved by name in the model's run (name, domain, source, created).  [dim]munit style list[/dim]"""
+    from munit_cli import infer
+    from munit_cli.inputs import write_stdout
+
+    result = infer.list_styles(model)
+    if json_out:
+        emit_json(result.to_json())
+        return
+    rows = [("name", "domain", "source", "created")]
+    rows += [(s.name, s.domain, s.problem or s.source, s.created) for s in result.styles]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = ["  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[3]]) for row in rows]
+    write_stdout(("\n".join(lines) + "\n").encode())
+
+
 @app.command(
-    epilog="S1 and S2 are style files, reference images or seed:N. Writes OUT/frames/*.png, OUT/strip.png "
+    epilog="S1 and S2 are saved style names (munit style list), style files, reference images or seed:N. Writes OUT/frames/*.png, OUT/strip.png "
     "and with --gif OUT/interpolation.gif.\n\n"
     "Examples:\n\n"
+    "  munit interpolate --style-a s1 --style-b s2 --gif\n\n"
     "  munit interpolate --style-a s1.safetensors --style-b s2.safetensors --model runs/x --gif\n\n"
     "  munit interpolate photo.jpg --to B --style-a seed:1 --style-b ref.jpg --steps 16 --mode slerp --model runs/x\n\n"
     "  cat in.png | munit interpolate - --model runs/x --gif --out morph/",
@@ -524,7 +564,7 @@ def interpolate(
 )
 @report_errors
 def export(
-    model: Optional[Path] = typer.Argument(None, help="Run folder (newest checkpoint), generator or bundle .safetensors; default $MUNIT_MODEL."),
+    model: Optional[Path] = typer.Argument(None, help="Run folder (newest checkpoint), generator or bundle .safetensors; default $MUNIT_MODEL, else the run under ./runs trained last."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the exported files (created if needed)."),
     fmt: str = typer.Option(
         "all", "--format", "-f", help="bundle (one safetensors file for munit), onnx (graphs for onnxruntime) or all."

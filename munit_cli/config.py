@@ -86,6 +86,9 @@ class TrainConfig:
     num_preview: int = 4  # fixed inputs per domain shown in the sample grids
     ema_decay: float = 0.999  # moving average of the generators' weights (0 turns it off)
     ema_start: int = 1000  # copy the weights until this step, average after it
+    # Also log the loss terms and sample grids to RUN/tensorboard (the optional [tensorboard] extra);
+    # logging only, so a run may switch it on or off when it resumes.
+    tensorboard: bool = False
 
 
 @dataclass

@@ -546,23 +546,46 @@ class StyleFileResult(Result):
     source: str
 
 
+def check_style_destination(out: Path | None, name: str | None, overwrite: bool) -> None:
+    """Exactly one of `--out FILE` and `--name NAME`, checked before any model is loaded."""
+    if (out is None) == (name is None):
+        raise UsageError(
+            "give --name NAME (saved in the model's run folder) or --out FILE.safetensors" + (", not both" if name else ""),
+        )
+    if name is not None:
+        styles_mod.check_style_name(name)
+    else:
+        files.refuse_overwrite([Path(out)], overwrite)
+
+
+def style_destination(tr: Translator, out: Path | None, name: str | None, overwrite: bool) -> Path:
+    if name is None:
+        return Path(out)
+    path = styles_mod.named_style_destination(tr.loaded.path, name)
+    files.refuse_overwrite([path], overwrite)
+    return path
+
+
 def encode_style_file(
     image: Path,
     *,
     model: str | os.PathLike | None,
     domain: str,
-    out: Path,
+    out: Path | None = None,
+    name: str | None = None,
     size: int | None = None,
     device: str = "auto",
     use_ema: bool = True,
     precision: str = "auto",
     overwrite: bool = False,
 ) -> StyleFileResult:
-    """The style of `image` as seen by `domain`'s style encoder, saved as a style file."""
-    files.refuse_overwrite([Path(out)], overwrite)
+    """The style of `image` as seen by `domain`'s style encoder, saved as the style file `out`, or
+    under `name` in the model's run folder (RUN/styles/NAME.safetensors)."""
+    check_style_destination(out, name, overwrite)
     tr = Translator.open(model, domain, device, size, use_ema, precision)
+    path = style_destination(tr, out, name, overwrite)
     source = files.display_path(image)
-    path = styles_mod.save_style(out, tr.reference_style(Path(image)), tr, tr.target, source)
+    path = styles_mod.save_style(path, tr.reference_style(Path(image)), tr, tr.target, source)
     return StyleFileResult(path, tr.domain_label(tr.target), source)
 
 
@@ -570,21 +593,42 @@ def sample_style_file(
     *,
     model: str | os.PathLike | None,
     domain: str,
-    out: Path,
+    out: Path | None = None,
+    name: str | None = None,
     seed: int = 0,
     index: int = 0,
     truncation: float = 1.0,
     overwrite: bool = False,
 ) -> StyleFileResult:
-    """Style seed:SEED[:INDEX] (the same one `--style seed:SEED` gives), saved as a style file."""
+    """Style seed:SEED[:INDEX] (the same one `--style seed:SEED` gives), saved as the style file
+    `out`, or under `name` in the model's run folder."""
     styles_mod.check_truncation(truncation)
     if index < 0:
         raise UsageError(f"--index must be 0 or more, got {index}")
-    files.refuse_overwrite([Path(out)], overwrite)
+    check_style_destination(out, name, overwrite)
     tr = Translator.open(model, domain, "cpu")
+    path = style_destination(tr, out, name, overwrite)
     code = styles_mod.sample_style(seed, index, tr.style_dim, truncation)
     label = styles_mod.seed_label(seed, index)
-    return StyleFileResult(styles_mod.save_style(out, code, tr, tr.target, label), tr.domain_label(tr.target), label)
+    return StyleFileResult(styles_mod.save_style(path, code, tr, tr.target, label), tr.domain_label(tr.target), label)
+
+
+@dataclass
+class StyleListResult(Result):
+    run: Path
+    styles: list[styles_mod.SavedStyle]
+
+
+def list_styles(model: str | os.PathLike | None) -> StyleListResult:
+    """The styles saved by name in the run that MODEL belongs to (no weights are loaded)."""
+    path = checkpoint.resolve_model_path(model)
+    run = checkpoint.run_folder(path)
+    if run is None:
+        raise UsageError(
+            f"{files.display_path(path)} is not inside a training run, so it has no saved styles",
+            hint="named styles live in RUN/styles: pass --model RUN",
+        )
+    return StyleListResult(run, styles_mod.saved_styles(run))
 
 
 # ---------------------------------------------------------------------------------------------

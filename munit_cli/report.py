@@ -39,6 +39,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from munit_cli import runs
 from munit_cli.config import tomllib
 from munit_cli.errors import MunitError
 from munit_cli.files import display_path, write_atomic
@@ -49,7 +50,6 @@ RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
 DATASET_FILE = "dataset.json"
 EVALUATIONS_DIR = "evaluations"
-RUNS_ROOT = Path("runs")
 NOT_LOSSES = ("step", "lr", "time")
 MAX_GRIDS = 12
 MAX_POINTS = 500  # per curve: more than the plot has pixels for; longer logs are averaged in buckets
@@ -72,9 +72,12 @@ def run(run_dir: Path | None) -> ReportResult:
     return ReportResult(write_report(find_run(run_dir)))
 
 
-def find_run(run_dir: Path | None, root: Path = RUNS_ROOT) -> Path:
+def find_run(run_dir: Path | None, root: Path = runs.RUNS_ROOT) -> Path:
     if run_dir is None:
-        return latest_run(root)
+        found = runs.latest_run(root)
+        if found is None:
+            raise MunitError(f"no run folder under {display_path(root)}", hint="pass the run folder: munit report RUN")
+        return found
     run_dir = Path(run_dir)
     if not (run_dir / RUN_FILE).is_file():
         raise MunitError(
@@ -82,24 +85,6 @@ def find_run(run_dir: Path | None, root: Path = RUNS_ROOT) -> Path:
             hint="pass the folder that munit train wrote into",
         )
     return run_dir
-
-
-def latest_run(root: Path = RUNS_ROOT) -> Path:
-    """The run folder under `root` that training changed last. Judged by what training writes (the
-    log is appended to at every log interval), not by the folder's own time, which writing a
-    report changes too."""
-
-    def changed(folder: Path) -> float:
-        written = (RUN_FILE, METRICS_FILE, "checkpoints", "samples")
-        return max(p.stat().st_mtime for p in (folder / name for name in written) if p.exists())
-
-    runs = [p for p in root.glob("*") if (p / RUN_FILE).is_file()] if root.is_dir() else []
-    if not runs:
-        raise MunitError(
-            f"no run folder under {display_path(root)}",
-            hint="pass the run folder: munit report RUN",
-        )
-    return max(runs, key=changed)
 
 
 def save_dataset_summary(run_dir: Path, domains: Sequence[tuple[str, str, int]]) -> None:

@@ -32,7 +32,7 @@ LOCK_FILE = ".lock"
 RUN_ENTRIES = frozenset(
     {
         RUN_FILE, CONFIG_FILE, METRICS_FILE, LOCK_FILE, checkpoint.CHECKPOINT_DIR, "samples", "preview",
-        "styles", "report.html", "evaluations", "tensorboard",
+        "styles", "report.html", "dataset.json", "evaluations", "tensorboard",
     }
 )  # fmt: skip
 

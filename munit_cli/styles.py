@@ -7,6 +7,9 @@ metadata naming the model (its fingerprint) and the domain, so it is refused any
 
 from __future__ import annotations
 
+import datetime
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -16,6 +19,7 @@ import torch
 from munit_cli import checkpoint, files, images
 from munit_cli.errors import MunitError, UsageError
 from munit_cli.inputs import unique_name
+from munit_cli.results import Result
 from munit_cli.runtime import hash_seed
 
 STYLE_KIND = "munit-style"
@@ -23,6 +27,10 @@ STYLE_FORMAT_VERSION = "1"
 SEED_PREFIX = "seed:"
 STYLE_TEXT_KEYS = ("format_version", "domain", "domain_name", "style_dim", "fingerprint")  # the ones munit reads
 MAX_STYLES = 1000  # --num-styles or --style: every style is a full decoder pass per input, its output kept in memory
+STYLES_DIR = "styles"  # a run's named styles: RUN/styles/NAME.safetensors
+# A name is one folder entry: no path separator, no leading '.' (hidden) or '-' (read as an option),
+# and no ':' (so it never reads as seed:N).
+STYLE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 
 class StyleModel(Protocol):
@@ -154,17 +162,70 @@ def load_style(path: Path, model: StyleModel, domain: str) -> torch.Tensor:
     return code.float().reshape(-1)
 
 
-def resolve_style(spec: str, model: StyleModel, truncation: float = 1.0) -> Style:
-    """A style for the target domain from `seed:N[:K]`, a style file or a reference image
-    (encoded by the target domain's style encoder). Truncation applies to sampled styles only."""
+def check_style_name(name: str) -> str:
+    if not STYLE_NAME.match(name) or name.endswith("."):
+        raise UsageError(
+            f"bad style name {name!r}: use 1 to 64 letters, digits, '.', '-' or '_', starting with a letter, "
+            "digit or '_' (no path separators, no ':')"
+        )
+    return name
+
+
+def named_style_path(run: Path, name: str) -> Path:
+    return Path(run) / STYLES_DIR / f"{check_style_name(name)}.safetensors"
+
+
+def named_style_destination(model_path: Path, name: str) -> Path:
+    """Where `--name NAME` saves a style: the styles/ folder of the run the model belongs to."""
+    run = checkpoint.run_folder(model_path)
+    if run is None:
+        raise UsageError(
+            f"--name {name}: named styles are kept in the model's run folder, and "
+            f"{files.display_path(model_path)} is not inside a training run",
+            hint="write a style file instead: --out FILE.safetensors",
+        )
+    return named_style_path(run, name)
+
+
+def _style_kinds(spec: str, run: Path | None) -> dict[str, Path | None]:
+    """Every kind of style `spec` could name: a seed spec, a style saved in the run under that
+    name, a file (style file or reference image)."""
+    kinds: dict[str, Path | None] = {}
     if spec.startswith(SEED_PREFIX):
+        kinds["a seed spec"] = None
+    name_like = spec not in ("", ".", "..") and "/" not in spec and os.sep not in spec
+    if run is not None and name_like and (saved := Path(run) / STYLES_DIR / f"{spec}.safetensors").is_file():
+        kinds["a saved style"] = saved
+    if os.path.lexists(spec):
+        kinds["a file"] = Path(spec)
+    return kinds
+
+
+def resolve_style(spec: str, model: StyleModel, truncation: float = 1.0) -> Style:
+    """A style for the target domain from `seed:N[:K]`, the name of a style saved in the model's run
+    (RUN/styles/NAME.safetensors), a style file or a reference image (encoded by the target
+    domain's style encoder). A spec that could be two of these is refused, naming both.
+    Truncation applies to sampled styles only."""
+    run = checkpoint.run_folder(model.loaded.path)
+    kinds = _style_kinds(spec, run)
+    if len(kinds) > 1:
+        where = "; ".join(f"{kind} ({files.display_path(path)})" if path else kind for kind, path in kinds.items())
+        raise UsageError(
+            f"style {spec!r} is ambiguous: it is {where}",
+            hint="name the file by its path (./NAME for one in this folder, RUN/styles/NAME.safetensors for a saved style)",
+        )
+    if "a seed spec" in kinds:
         seed, index = parse_seed_spec(spec)
         tag = f"seed{seed}" if index == 0 else f"seed{seed}-{index}"
         return Style(seed_label(seed, index), tag, sample_style(seed, index, model.style_dim, truncation))
+    if "a saved style" in kinds:
+        return Style(spec, spec, load_style(kinds["a saved style"], model, model.target))
     path = Path(spec)
-    if not path.exists():
+    if not kinds:
+        saved = f", and no style of that name is saved in {files.display_path(Path(run) / STYLES_DIR)}" if run else ""
         raise UsageError(
-            f"style {spec!r}: no such file", hint="a style is a style file (.safetensors), a reference image or seed:N"
+            f"style {spec!r}: no such file{saved}",
+            hint="a style is seed:N, a saved style's name (munit style list), a style file (.safetensors) or a reference image",
         )
     if not path.is_file():
         raise UsageError(f"style {spec!r}: not a regular file")
@@ -198,3 +259,32 @@ def style_paths(folder: Path, styles: Sequence[Style]) -> list[Path]:
 
 def save_styles(folder: Path, styles: Sequence[Style], model: StyleModel) -> list[Path]:
     return [save_style(path, s.code, model, model.target, s.label) for path, s in zip(style_paths(folder, styles), styles)]
+
+
+@dataclass
+class SavedStyle(Result):
+    """A named style of a run, as `munit style list` shows it; `problem` says why one is unusable."""
+
+    name: str
+    domain: str
+    source: str
+    created: str
+    path: Path
+    problem: str | None = None
+
+
+def saved_styles(run: Path) -> list[SavedStyle]:
+    """The styles saved in RUN/styles by name, sorted; a damaged file is listed with its problem."""
+    found = []
+    for path in sorted((Path(run) / STYLES_DIR).glob("*.safetensors")):
+        name = path.name.removesuffix(".safetensors")
+        if not STYLE_NAME.match(name) or not path.is_file():
+            continue
+        created = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        try:
+            _, meta = read_style_file(path)
+            source = checkpoint.check_text(meta.get("source", "?"), "source", max_chars=400)
+            found.append(SavedStyle(name, f"{meta['domain']} ({meta['domain_name']})", source, created, path))
+        except MunitError as exc:
+            found.append(SavedStyle(name, "?", "?", created, path, problem=str(exc)))
+    return found

@@ -17,15 +17,22 @@ LOG_DIR = "tensorboard"
 FLUSH_SECONDS = 10  # a live `tensorboard` sees new points this soon (its writer's default is 120 s)
 
 
+def require() -> type:
+    """TensorBoard's writer class, or a clear error when the extra is missing. Creates nothing, so
+    training calls it before the run folder is touched."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise MunitError(
+            "TensorBoard logging needs the tensorboard package",
+            hint="pip install 'munit-cli[tensorboard]', or leave train.tensorboard off",
+        ) from None
+    return SummaryWriter
+
+
 class TensorBoardLog:
     def __init__(self, run_dir: Path):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise MunitError(
-                "TensorBoard logging needs the tensorboard package",
-                hint="pip install 'munit-cli[tensorboard]', or leave train.tensorboard off",
-            ) from None
+        SummaryWriter = require()
         self.log_dir = Path(run_dir) / LOG_DIR
         self.writer = SummaryWriter(str(self.log_dir), flush_secs=FLUSH_SECONDS)
 

@@ -19,9 +19,12 @@ from typing import Any
 import torch
 
 from munit_cli import checkpoint, config, data, dist, images, losses, models, rundir, runtime
+from munit_cli import report as report_mod
+from munit_cli import tensorboard
 from munit_cli.config import Config
 from munit_cli.console import err, is_tty, progress
-from munit_cli.errors import Interrupted, MunitError, UsageError
+from munit_cli.errors import Interrupted, MunitError, UsageError, first_line
+from munit_cli.files import display_path
 from munit_cli.results import Result
 from munit_cli.runtime import hash_seed, pick_device
 
@@ -270,8 +273,9 @@ class TrainResult(Result):
 
     run: Path
     step: int
-    generator: Path
+    generator: Path  # the newest model
     samples: Path
+    report: Path
     names: list[str]
     world_size: int
     global_batch: int
@@ -315,6 +319,8 @@ def run(
     source_a, source_b = data.open_sources(data_paths, cfg.data, cfg.model.input_dim)
     rundir.check_data_apart(out, [source_a.folder, source_b.folder])
     names = names or (source_a.name, source_b.name)
+    if cfg.train.tensorboard and ctx.is_main:
+        tensorboard.require()
     device = pick_device(cfg.train.device) if ctx.world == 1 else ctx.device
     # The run records what `auto` chose here, so its config.toml says how it was trained.
     cfg.train.precision, cfg.train.channels_last = runtime.resolve_precision(
@@ -413,13 +419,28 @@ class Samples:
         self.fixed_s_a = torch.randn(1, cfg.model.style_dim, generator=g).to(device)
         self.fixed_s_b = torch.randn(1, cfg.model.style_dim, generator=g).to(device)
 
-    def write(self, gen: torch.nn.Module, step: int) -> None:
+    def write(self, gen: torch.nn.Module, step: int) -> Path:
         g = torch.Generator().manual_seed(hash_seed(self.cfg.train.seed, "sample", step))
         dim = self.cfg.model.style_dim
         rand_a = torch.randn(self.preview_b.shape[0], dim, generator=g).to(self.device)
         rand_b = torch.randn(self.preview_a.shape[0], dim, generator=g).to(self.device)
         grid = sample_grid(gen, self.preview_a, self.preview_b, self.fixed_s_a, self.fixed_s_b, rand_a, rand_b)
-        write_grid(self.folder / f"step_{step:08d}.png", grid, 4)
+        path = self.folder / f"step_{step:08d}.png"
+        write_grid(path, grid, 4)
+        return path
+
+
+def write_report(out: Path, sources: tuple[Any, Any] | None = None, names: tuple[str, str] | None = None) -> None:
+    """Rewrite the run's report.html (given the sources, their dataset summary first), so a browser
+    reload shows the run's state. The report is for watching: failing to write it is a warning
+    that never stops training."""
+    try:
+        if sources is not None and names is not None:
+            summary = [(name, display_path(s.folder), len(s)) for name, s in zip(names, sources)]
+            report_mod.save_dataset_summary(out, summary)
+        report_mod.write_report(out)
+    except Exception as exc:  # noqa: BLE001 (any failure: training goes on)
+        err.print(f"warning: could not write {display_path(out / report_mod.REPORT_FILE)}: {first_line(exc)}")
 
 
 @dataclass
@@ -451,6 +472,22 @@ class Session:
         dist.barrier()
         self.saved_at = step
 
+    @contextmanager
+    def live_report(self, sources: tuple[Any, Any]) -> Iterator[tensorboard.TensorBoardLog | None]:
+        """Rank 0: the report (and dataset summary) before the first step and again when training
+        stops for any reason; the TensorBoard log, when train.tensorboard is on, in between."""
+        if not self.ctx.is_main:
+            yield None
+            return
+        write_report(self.out, sources, self.names)
+        tb = tensorboard.TensorBoardLog(self.out) if self.cfg.train.tensorboard else None
+        try:
+            yield tb
+        finally:
+            if tb is not None:
+                tb.close()
+            write_report(self.out)
+
     def check_finite(self, logged: dict[str, float], step: int) -> None:
         bad = [k for k, v in logged.items() if not math.isfinite(v)]
         if bad:
@@ -477,15 +514,20 @@ class Session:
             (out / checkpoint.CHECKPOINT_DIR).mkdir(exist_ok=True)
             err.print(
                 f"training {self.names[0]} <-> {self.names[1]} on {trainer.device} ({cfg.preset} preset, "
-                f"global batch {bs * ctx.world}, {iters} iterations) into {out}"
+                f"global batch {bs * ctx.world}, {iters} iterations) into {display_path(out)}"
             )
+            err.print(f"report: {display_path(out / report_mod.REPORT_FILE)} (reload it to follow the run)")
 
         def due(step: int, every: int) -> bool:
             return step % every == 0 or step == iters
 
         step = self.saved_at = start
         out_of_time = False
-        with SignalGuard() as guard, progress("train", iters, start, enabled=ctx.is_main) as bar:
+        with (
+            SignalGuard() as guard,
+            progress("train", iters, start, enabled=ctx.is_main) as bar,
+            self.live_report((source_a, source_b)) as tb,
+        ):
             try:
                 while step < iters:
                     x_a, x_b = loader.get(step)
@@ -496,11 +538,19 @@ class Session:
                         self.check_finite(log.flush(step, learning_rate(cfg, step - 1)), step)
                         if ctx.is_main and not is_tty():
                             err.print(f"step {step}/{iters}  {log.status()}")
+                        if tb is not None:
+                            tb.scalars(step, log.last)
+                            tb.scalars(step, {"lr": trainer.opt_gen.param_groups[0]["lr"]}, group="optim")
                     bar.update(1, status=log.status())
-                    if ctx.is_main and due(step, cfg.train.sample_every):
-                        samples.write(trainer.ema.model if trainer.ema else trainer.gen, step)
+                    at_sample = ctx.is_main and due(step, cfg.train.sample_every)
+                    if at_sample:
+                        grid = samples.write(trainer.ema.model if trainer.ema else trainer.gen, step)
+                        if tb is not None:
+                            tb.image(step, grid)
                     if due(step, cfg.train.checkpoint_every):
                         self.save(step)
+                    if at_sample:  # after the save, so the report names this step's checkpoint
+                        write_report(out)
                     # Ranks must stop at the same step, so under DDP they agree at log intervals only.
                     if at_log or ctx.world == 1:
                         if dist.any_rank(guard.signum is not None):
@@ -530,6 +580,7 @@ class Session:
             step=step,
             generator=checkpoint.checkpoint_paths(out, step)[0],
             samples=samples.folder,
+            report=out / report_mod.REPORT_FILE,
             names=list(self.names),
             world_size=ctx.world,
             global_batch=bs * ctx.world,
