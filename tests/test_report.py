@@ -234,6 +234,100 @@ def test_report_of_a_trained_run(tmp_path, tiny_cfg, image_folders, one_thread):
     assert "newest checkpoint step 6" in page.plain().lower()
 
 
+def test_training_writes_the_report_at_the_start_every_sample_interval_and_the_end(
+    tmp_path, tiny_cfg, image_folders, one_thread, monkeypatch
+):
+    from munit_cli import train
+
+    run = tmp_path / "run"
+    written = []  # (steps logged when written, the page)
+    original = report.write_report
+
+    def spy(run_dir):
+        path = original(run_dir)
+        logged = (run / "metrics.jsonl").read_text().splitlines() if (run / "metrics.jsonl").exists() else []
+        written.append((len(logged), Page(path.read_text())))
+        return path
+
+    monkeypatch.setattr(report, "write_report", spy)
+    result = train.run(tiny_cfg(), list(image_folders), run)  # 6 steps, samples at 3 and 6
+    assert [logged for logged, _ in written] == [0, 3, 6, 6]  # start, two sample intervals, end
+    start = written[0][1]
+    assert "No finished step yet" in start.plain() and start.all("img") == []
+    assert [i["alt"] for i in written[1][1].all("img")] == ["sample grid at step 3"]
+    assert "newest checkpoint step 3" in written[1][1].plain().lower()  # written after that step's save
+    assert [i["alt"] for i in written[3][1].all("img")] == ["sample grid at step 3", "sample grid at step 6"]
+    assert result.report == run / "report.html" and result.report.is_file()
+
+    dataset = json.loads((run / "dataset.json").read_text())
+    assert [(d["name"], Path(d["source"]).name, d["images"]) for d in dataset["domains"]] == [
+        ("outlines", "outlines", 5),
+        ("filled", "filled", 5),
+    ]
+    assert "outlines" in written[-1][1].plain() and "filled" in written[-1][1].plain()
+
+
+def test_a_report_that_cannot_be_written_is_only_a_warning(tmp_path, tiny_cfg, image_folders, one_thread, monkeypatch, capsys):
+    from munit_cli import train
+
+    def fail(run_dir):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "write_report", fail)
+    result = train.run(tiny_cfg(train={"iters": 3}), list(image_folders), tmp_path / "run")
+    assert result.step == 3 and result.generator.is_file()
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: could not write")]
+    assert len(warnings) == 3  # start, step 3, end
+    assert all("report.html" in w and "No space left on device" in w for w in warnings)
+
+
+def test_tensorboard_logs_every_loss_term_and_the_sample_grids(tmp_path, image_folders, tiny_set_args, one_thread):
+    accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator", reason="the [tensorboard] extra is not installed"
+    )
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", *map(str, image_folders), "--out", str(run), *tiny_set_args(), "--tensorboard"])
+    assert result.exit_code == 0, result.output
+    assert "tensorboard = true" in (run / "config.toml").read_text()  # the flag is the config key
+    events = accumulator.EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    terms = [k for k in logged[0] if k not in ("step", "lr", "time")]
+    assert sorted(events.Tags()["scalars"]) == sorted([f"loss/{t}" for t in terms] + ["optim/lr"])
+    for term in terms:
+        points = [(e.step, e.value) for e in events.Scalars(f"loss/{term}")]
+        assert [s for s, _ in points] == [r["step"] for r in logged]
+        assert [v for _, v in points] == pytest.approx([r[term] for r in logged], rel=1e-6)
+    assert [e.value for e in events.Scalars("optim/lr")] == pytest.approx([r["lr"] for r in logged])
+    grids = events.Images("samples")
+    assert [g.step for g in grids] == [3, 6]
+    shown = Image.open(io.BytesIO(grids[0].encoded_image_string)).convert("RGB")
+    saved = Image.open(run / "samples" / "step_00000003.png").convert("RGB")
+    assert shown.size == saved.size and shown.tobytes() == saved.tobytes()
+
+
+def test_tensorboard_without_the_extra_fails_before_the_run_folder_is_made(tmp_path, tiny_cfg, image_folders, monkeypatch):
+    from munit_cli import train
+    from munit_cli.errors import MunitError
+
+    for name in [m for m in sys.modules if m == "tensorboard" or m.startswith(("tensorboard.", "torch.utils.tensorboard"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    with pytest.raises(MunitError, match="needs the tensorboard package") as caught:
+        train.run(tiny_cfg(train={"tensorboard": True}), list(image_folders), tmp_path / "run")
+    assert "munit-cli[tensorboard]" in caught.value.hint
+    assert not (tmp_path / "run").exists()
+
+
+def test_tensorboard_key_round_trips_through_toml(tmp_path):
+    cfg = config.resolve("tiny", overrides={"train": {"tensorboard": "true"}})
+    assert cfg.train.tensorboard is True and config.resolve("tiny").train.tensorboard is False
+    (tmp_path / "c.toml").write_text(cfg.to_toml())
+    assert config.resolve(config_file=tmp_path / "c.toml").train.tensorboard is True
+    with pytest.raises(Exception, match="train.tensorboard"):
+        config.resolve("tiny", overrides={"train": {"tensorboard": "maybe"}})
+
+
 # ---------------------------------------------------------------------------------------------
 # munit report
 
