@@ -11,16 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
+from test_infer import NAMES, make_run
 from typer.testing import CliRunner
 
-from munit_cli import checkpoint, config, models, runs, styles
+from munit_cli import checkpoint, runs, styles
 from munit_cli.cli import app
 from munit_cli.errors import UsageError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-NAMES = ("outline", "filled")
 
 
 def cli(*args, env: dict[str, str] | None = None):
@@ -29,15 +28,9 @@ def cli(*args, env: dict[str, str] | None = None):
     return result
 
 
-def fake_run(run: Path, steps=(4,), seed: int = 0) -> Path:
+def fake_run(run: Path, steps=(4,)) -> Path:
     """A run folder as training leaves it, without training: run.json, generator checkpoints, a log."""
-    cfg = config.resolve("tiny", overrides={"model": {"dim": 8, "mlp_dim": 16, "n_res": 1}})
-    torch.manual_seed(seed)
-    gen, _ = models.build(cfg.model)
-    for step in steps:
-        path = checkpoint.checkpoint_paths(run, step)[0]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        checkpoint.save_generator(path, gen, cfg, NAMES, step, f"fp-{run.name}")
+    make_run(run, f"fp-{run.name}", steps=steps)
     (run / "run.json").write_text(json.dumps({"names": list(NAMES), "run_id": run.name}))
     (run / "metrics.jsonl").write_text('{"step": 1}\n')
     return run
