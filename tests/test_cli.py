@@ -87,7 +87,9 @@ def test_unknown_command():
 
 
 def test_missing_required_option(tmp_path):
-    assert_usage_error(runner.invoke(app, ["train", str(tmp_path)]), "--out")
+    # train has a default run folder (runs/A2B); prepare and export still need --out
+    assert_usage_error(runner.invoke(app, ["prepare", str(tmp_path)]), "--out")
+    assert_usage_error(runner.invoke(app, ["export", str(tmp_path)]), "--out")
 
 
 def test_option_of_the_wrong_type(folders):
