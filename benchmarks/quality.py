@@ -203,30 +203,36 @@ def train_rows(rows: list[Row], split_info: dict, names: tuple[str, str], args) 
         pending.append(row)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     running: dict[str, tuple[subprocess.Popen, float]] = {}
-    while pending or running:
-        while pending and len(running) < args.parallel:
-            row = pending.pop(0)
-            command = train_command(row, split_info["folder"] / "train", names, runs / row.label, args)
-            err.print(f"{row.label}: training for {args.minutes:g} min (log: {logs / row.label}.log)")
-            with open(logs / f"{row.label}.log", "w") as log:
-                proc = subprocess.Popen(
-                    command,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    env=env,
-                )
-            running[row.label] = (proc, time.monotonic())
-        time.sleep(1)
-        for label, (proc, start) in list(running.items()):
-            elapsed = time.monotonic() - start
+    try:
+        while pending or running:
+            while pending and len(running) < args.parallel:
+                row = pending.pop(0)
+                command = train_command(row, split_info["folder"] / "train", names, runs / row.label, args)
+                err.print(f"{row.label}: training for {args.minutes:g} min (log: {logs / row.label}.log)")
+                with open(logs / f"{row.label}.log", "w") as log:
+                    proc = subprocess.Popen(
+                        command,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        env=env,
+                    )
+                running[row.label] = (proc, time.monotonic())
+            time.sleep(1)
+            for label, (proc, start) in list(running.items()):
+                elapsed = time.monotonic() - start
+                if proc.poll() is None:
+                    if elapsed >= args.minutes * 60 + OVERRUN_S:
+                        proc.kill()  # reported as a failed row below
+                    continue
+                del running[label]
+                row = next(r for r in rows if r.label == label)
+                done[label] = finished(row, proc.returncode, runs, logs, elapsed, settings)
+    finally:  # a failed row (or Ctrl-C) stops the others; SIGTERM lets them save first
+        for proc, _ in running.values():
             if proc.poll() is None:
-                if elapsed >= args.minutes * 60 + OVERRUN_S:
-                    proc.kill()  # reported as a failed row below
-                continue
-            del running[label]
-            row = next(r for r in rows if r.label == label)
-            done[label] = finished(row, proc.returncode, runs, logs, elapsed, settings)
+                proc.terminate()
+                proc.wait()
     return [done[r.label] for r in rows]
 
 
@@ -325,7 +331,7 @@ def score_row(trained: Trained, net, device: torch.device, args) -> Scored:
     sets = {d: evaluate.load_images(test / loaded.names["ab".index(d)], trs[d], skipped) for d in "ab"}
     n = sum(len(s.keys) for s in sets.values())
     pairs = len(twin_index(sets["a"], sets["b"]))
-    scores, floor, cells = {}, {}, {}
+    scores, floor, tiles = {}, {}, {}
     with progress(f"score {trained.row.label}", 4 * n + 2 * pairs) as bar:
         real = {
             d: metrics.cached_features(
@@ -362,21 +368,21 @@ def score_row(trained: Trained, net, device: torch.device, args) -> Scored:
                 args.precision,
             )
             floor[key] = kid_fid(real[t], own, args.seed)
-            cells[key] = sheet_outputs(
+            tiles[key] = sheet_outputs(
                 trs[t],
                 sets[s],
                 [i for i, _ in twin_index(sets[s], sets[t])][: args.sheet_inputs],
                 args,
             )
-    return Scored(scores, floor, sets, real, cells)
+    return Scored(scores, floor, sets, real, tiles)
 
 
-def sheet(path: Path, sets: dict, key: str, cells: dict[str, list], args) -> None:
+def sheet(path: Path, sets: dict, key: str, outputs: dict[str, list], args) -> None:
     """Columns: input, its twin (ground truth), then each row's translations; one line per input."""
     s, t = DIRECTIONS[key]
-    chosen = [(i, j) for i, j in twin_index(sets[s], sets[t])][: args.sheet_inputs]
+    chosen = twin_index(sets[s], sets[t])[: args.sheet_inputs]
     side, pad, header = sets[s].pixels.shape[-1], 4, 14
-    groups = [("input", 1), ("twin", 1)] + [(label, args.sheet_styles) for label in cells]
+    groups = [("input", 1), ("twin", 1)] + [(label, args.sheet_styles) for label in outputs]
     width = sum(n * (side + pad) + pad for _, n in groups)
     canvas = Image.new("RGB", (width, header + len(chosen) * (side + pad) + pad), "white")
     draw = ImageDraw.Draw(canvas)
@@ -389,7 +395,7 @@ def sheet(path: Path, sets: dict, key: str, cells: dict[str, list], args) -> Non
             elif g == 1:
                 tiles = [sets[t].pixels[j]]
             else:
-                tiles = cells[label][line]
+                tiles = outputs[label][line]
             for k, tile in enumerate(tiles):
                 canvas.paste(
                     images.tensor_to_image(tile).convert("RGB"),
@@ -429,7 +435,7 @@ def direction_title(result: dict, key: str) -> str:
 def markdown(result: dict) -> str:
     budget = f"{result['minutes']:g} minutes per trained row, {result['size']} px, seed {result['seed']}"
     lines = [
-        f"{budget}; {result['test_images']} held-out test images; {result['machine']}",
+        f"{budget}; {result['test_images']['a']} + {result['test_images']['b']} held-out test images (A + B); {result['machine']}",
         "",
     ]
     for key in DIRECTIONS:
