@@ -35,6 +35,7 @@ class ModelConfig:
     dis_dim: int = 64
     dis_n_layer: int = 4
     dis_num_scales: int = 3
+    dis_spectral_norm: bool = False  # spectral normalisation of every discriminator conv (not in the paper)
 
 
 @dataclass
@@ -46,6 +47,10 @@ class LossConfig:
     recon_x_cyc_w: float = 0.0
     vgg_w: float = 0.0
     vgg_weights: str = ""  # path to a user-supplied VGG-16 safetensors file (needed when vgg_w > 0)
+    # Beyond the paper, each off by default (docs/benchmarks.md measures them one at a time):
+    gan_type: str = "lsgan"  # lsgan (the paper) or hinge
+    r1_w: float = 0.0  # R1 gradient penalty on real images, weight gamma / 2 is applied as r1_w / 2
+    dis_augment: str = ""  # DiffAugment of every discriminator input: a subset of "colour,translation,cutout"
 
 
 @dataclass
@@ -57,6 +62,8 @@ class OptimConfig:
     lr_step: int = 100_000  # halve the learning rate every lr_step iterations
     lr_gamma: float = 0.5
     fused: bool = False  # fused Adam kernel (speed option; same update up to rounding)
+    lr_dis: float = 0.0  # the discriminators' own learning rate (0: the same as lr)
+    warmup: int = 0  # linear learning-rate warm-up over this many iterations (0: none)
 
 
 @dataclass
@@ -324,8 +331,11 @@ LIMITS: dict[str, dict[str, tuple[int | float, int | float]]] = {
         "num_preview": (1, 64),
         "ema_start": (0, 10**9),
     },
-    "optim": {"lr": (0.0, 1.0), "weight_decay": (0.0, 1.0), "lr_step": (1, 10**9)},
+    "optim": {"lr": (0.0, 1.0), "lr_dis": (0.0, 1.0), "weight_decay": (0.0, 1.0), "lr_step": (1, 10**9), "warmup": (0, 10**9)},
+    "loss": {"r1_w": (0.0, 1e6)},
 }
+GAN_TYPES = ("lsgan", "hinge")
+DIS_AUGMENTATIONS = ("colour", "translation", "cutout")
 # The widest layers: content channels dim * 2**n_downsample, the last discriminator layer's
 # dis_dim * 2**(dis_n_layer - 1).
 MAX_CHANNELS = 8192
@@ -381,11 +391,25 @@ def validate(cfg: Config) -> None:
         raise UsageError(f"optim.beta1 and optim.beta2 must be in [0, 1), got {o.beta1} and {o.beta2}")
     if not 0 < o.lr_gamma <= 1:
         raise UsageError(f"optim.lr_gamma must be in (0, 1] (the factor of each learning-rate step), got {o.lr_gamma}")
+    if cfg.loss.gan_type not in GAN_TYPES:
+        raise UsageError(f"loss.gan_type must be one of {', '.join(GAN_TYPES)}, got {cfg.loss.gan_type!r}")
+    dis_augment_policy(cfg.loss.dis_augment)
     if cfg.loss.vgg_w > 0 and not cfg.loss.vgg_weights:
         raise UsageError(
             "loss.vgg_w > 0 needs a VGG-16 weights file (loss.vgg_weights)",
             hint="nothing is downloaded: convert torchvision's vgg16 ImageNet weights to safetensors and pass its path",
         )
+
+
+def dis_augment_policy(text: str) -> tuple[str, ...]:
+    """'colour,translation,cutout' -> those operations in that order; '' -> none."""
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if any(n not in DIS_AUGMENTATIONS for n in names) or len(set(names)) != len(names):
+        raise UsageError(
+            f"loss.dis_augment must list distinct operations, got {text!r}",
+            hint=f"a comma-separated subset of {','.join(DIS_AUGMENTATIONS)}, or empty for none",
+        )
+    return names
 
 
 def _check_crop(cfg: Config) -> None:

@@ -20,17 +20,30 @@ def recon_loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (x.float() - target.float()).abs().mean()
 
 
-def dis_loss(real_outputs: list[torch.Tensor], fake_outputs: list[torch.Tensor]) -> torch.Tensor:
-    """LSGAN discriminator loss: mean(D(fake)^2) + mean((D(real) - 1)^2), summed over scales."""
+def dis_loss(real_outputs: list[torch.Tensor], fake_outputs: list[torch.Tensor], gan_type: str = "lsgan") -> torch.Tensor:
+    """Discriminator loss summed over scales. LSGAN (the paper): mean(D(fake)^2) + mean((D(real) - 1)^2);
+    hinge: mean(relu(1 - D(real))) + mean(relu(1 + D(fake)))."""
+    if gan_type == "hinge":
+        return sum(F.relu(1 - real.float()).mean() + F.relu(1 + fake.float()).mean() for real, fake in zip(real_outputs, fake_outputs))
     return sum(
         (fake.float() ** 2).mean() + ((real.float() - 1) ** 2).mean()
         for real, fake in zip(real_outputs, fake_outputs)
     )
 
 
-def gen_adv_loss(fake_outputs: list[torch.Tensor]) -> torch.Tensor:
-    """LSGAN generator loss: mean((D(fake) - 1)^2), summed over scales."""
+def gen_adv_loss(fake_outputs: list[torch.Tensor], gan_type: str = "lsgan") -> torch.Tensor:
+    """Generator's adversarial loss summed over scales. LSGAN: mean((D(fake) - 1)^2); hinge: -mean(D(fake))."""
+    if gan_type == "hinge":
+        return sum(-fake.float().mean() for fake in fake_outputs)
     return sum(((fake.float() - 1) ** 2).mean() for fake in fake_outputs)
+
+
+def r1_penalty(real_outputs: list[torch.Tensor], real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al., 2018): the squared norm of the gradient of the discriminator's outputs
+    (summed over patches and scales) with respect to the real images it scored, averaged over the
+    batch. Keeps the discriminator flat around the data, where an unregularised one oscillates."""
+    (grad,) = torch.autograd.grad(sum(o.float().sum() for o in real_outputs), real, create_graph=True)
+    return grad.float().square().flatten(1).sum(1).mean()
 
 
 def generator_terms(

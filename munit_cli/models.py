@@ -327,10 +327,21 @@ def init_discriminator(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def spectral_normalised(module: nn.Module) -> nn.Module:
+    """Every conv of `module` divided by its largest singular value (one power iteration per
+    forward; Miyato et al., 2018): bounds the discriminator's Lipschitz constant."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.utils.parametrizations.spectral_norm(m)
+    return module
+
+
 def build(cfg: ModelConfig) -> tuple[MUNIT, DiscriminatorPair]:
     gen, dis = MUNIT(cfg), DiscriminatorPair(cfg)
     init_generator(gen)
     init_discriminator(dis)
+    if cfg.dis_spectral_norm:  # after the init, so the weights it normalises are the recipe's
+        spectral_normalised(dis)
     return gen, dis
 
 

@@ -10,7 +10,7 @@ import json
 import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from munit_cli import augment as augment_mod
 from munit_cli import checkpoint, config, data, dist, images, losses, models, rundir, runtime
 from munit_cli import report as report_mod
 from munit_cli import tensorboard
@@ -32,13 +33,16 @@ from munit_cli.runtime import hash_seed, pick_device
 # Small pieces
 
 
-def learning_rate(cfg: Config, step: int) -> float:
-    """The learning rate of iteration `step` (0-based): lr * gamma ** ((step + 1) // lr_step).
+def learning_rate(cfg: Config, step: int, base: float | None = None) -> float:
+    """The learning rate of iteration `step` (0-based): base * gamma ** ((step + 1) // lr_step),
+    with base = optim.lr unless given, times (step + 1) / warmup during an optional warm-up.
 
     The authors' step scheduler advances before each update, so iteration k already trains with
     the rate of k + 1 iterations done: the first halving applies at iteration lr_step - 1. A pure
     function of the step, so there is nothing to save for an exact resume."""
-    return cfg.optim.lr * cfg.optim.lr_gamma ** ((step + 1) // cfg.optim.lr_step)
+    o = cfg.optim
+    warm = min(1.0, (step + 1) / o.warmup) if o.warmup else 1.0
+    return (o.lr if base is None else base) * warm * o.lr_gamma ** ((step + 1) // o.lr_step)
 
 
 def make_optimizer(params, cfg: Config) -> torch.optim.Adam:
@@ -134,25 +138,36 @@ def translate_for_dis(gen, x_a, x_b, s_a, s_b, autocast) -> tuple[torch.Tensor, 
         return g.gen_a.decode(c_b, s_a), g.gen_b.decode(c_a, s_b)
 
 
-def dis_update(dis, opt_dis, x_a, x_b, x_ba, x_ab, gan_w: float, autocast) -> torch.Tensor:
+def dis_update(dis, opt_dis, x_a, x_b, x_ba, x_ab, cfg: Config, augment, autocast) -> torch.Tensor:
     """Discriminators score real images against (detached) translations. Their loss is weighted
-    by gan_w as in the authors' trainer: with weight decay, Adam is not fully scale-invariant."""
+    by gan_w as in the authors' trainer: with weight decay, Adam is not fully scale-invariant.
+    `augment` is applied to every image they see (the identity unless loss.dis_augment is set)."""
+    w = cfg.loss
     opt_dis.zero_grad(set_to_none=True)
+    real_a, real_b = augment(x_a), augment(x_b)
+    if w.r1_w > 0:
+        real_a, real_b = real_a.detach().requires_grad_(True), real_b.detach().requires_grad_(True)
     with autocast():
-        out = dis(x_a, x_ba.detach(), x_b, x_ab.detach())
-        loss = gan_w * (losses.dis_loss(out["real_a"], out["fake_a"]) + losses.dis_loss(out["real_b"], out["fake_b"]))
+        out = dis(real_a, augment(x_ba.detach()), real_b, augment(x_ab.detach()))
+        loss = w.gan_w * (
+            losses.dis_loss(out["real_a"], out["fake_a"], w.gan_type) + losses.dis_loss(out["real_b"], out["fake_b"], w.gan_type)
+        )
+    if w.r1_w > 0:
+        r1 = losses.r1_penalty(out["real_a"], real_a) + losses.r1_penalty(out["real_b"], real_b)
+        loss = loss + w.r1_w / 2 * r1
     loss.backward()
     opt_dis.step()
     return loss.detach()
 
 
-def gen_update(out, dis_a, dis_b, frozen_dis, opt_gen, x_a, x_b, cfg: Config, vgg, autocast) -> dict[str, torch.Tensor]:
+def gen_update(out, dis_a, dis_b, frozen_dis, opt_gen, x_a, x_b, cfg: Config, vgg, augment, autocast) -> dict[str, torch.Tensor]:
     """Both generators in one objective: adversarial + image, content, style (+ cycle, perceptual).
     `out` is the generators' forward pass; the discriminators are read but not trained here."""
+    gan_type = cfg.loss.gan_type
     with autocast():
         with frozen(frozen_dis):
-            adv_a = losses.gen_adv_loss(dis_a(out["x_ba"]))
-            adv_b = losses.gen_adv_loss(dis_b(out["x_ab"]))
+            adv_a = losses.gen_adv_loss(dis_a(augment(out["x_ba"])), gan_type)
+            adv_b = losses.gen_adv_loss(dis_b(augment(out["x_ab"])), gan_type)
         terms = losses.generator_terms(out, x_a, x_b, adv_a, adv_b, vgg)
         total = losses.total_generator_loss(terms, cfg.loss)
     opt_gen.zero_grad(set_to_none=True)
@@ -179,6 +194,7 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         # The networks themselves: their weights are what checkpoints, the EMA and samples read.
         self.gen, self.dis = models.build(cfg.model)
+        self.dis_augment = config.dis_augment_policy(cfg.loss.dis_augment)
         self.precision, channels_last = runtime.resolve_precision(cfg.train.precision, cfg.train.channels_last, device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         for net in (self.gen, self.dis):
@@ -200,15 +216,24 @@ class Trainer:
     def autocast(self):
         return runtime.autocast(self.device, self.precision)
 
+    def augmenter(self, step: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The discriminators' input augmentation for iteration `step`: its random draws come from a
+        generator seeded by (seed, step), apart from the styles', so resume stays exact and runs
+        without augmentation draw the same styles as before."""
+        if not self.dis_augment:
+            return lambda x: x
+        g = torch.Generator().manual_seed(hash_seed(self.cfg.train.seed, "dis-augment", step))
+        return lambda x: augment_mod.augment(x, self.dis_augment, g)
+
     def step(self, x_a: torch.Tensor, x_b: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """Iteration `step` (0-based) on this rank's batches; returns detached loss terms."""
         cfg, ac = self.cfg, self.autocast
         x_a = x_a.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         x_b = x_b.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        lr = learning_rate(cfg, step)
-        for opt in (self.opt_gen, self.opt_dis):
+        for opt, base in ((self.opt_gen, cfg.optim.lr), (self.opt_dis, cfg.optim.lr_dis or cfg.optim.lr)):
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = learning_rate(cfg, step, base)
+        augment = self.augmenter(step)
         g = step_generator(cfg.train.seed, step)
         bs, dim, cycle = x_a.shape[0], cfg.model.style_dim, cfg.loss.recon_x_cyc_w > 0
 
@@ -219,14 +244,14 @@ class Trainer:
         if cfg.train.share_translations:
             with ac():
                 out = self.gen_step(x_a, x_b, s_a, s_b, cycle=cycle)
-            loss_d = dis_update(self.dis_step, self.opt_dis, x_a, x_b, out["x_ba"], out["x_ab"], cfg.loss.gan_w, ac)
+            loss_d = dis_update(self.dis_step, self.opt_dis, x_a, x_b, out["x_ba"], out["x_ab"], cfg, augment, ac)
         else:
             x_ba, x_ab = translate_for_dis(self.gen, x_a, x_b, s_a, s_b, ac)
-            loss_d = dis_update(self.dis_step, self.opt_dis, x_a, x_b, x_ba, x_ab, cfg.loss.gan_w, ac)
+            loss_d = dis_update(self.dis_step, self.opt_dis, x_a, x_b, x_ba, x_ab, cfg, augment, ac)
             s_a, s_b = styles()
             with ac():
                 out = self.gen_step(x_a, x_b, s_a, s_b, cycle=cycle)
-        terms = gen_update(out, self.dis_a_score, self.dis_b_score, self.dis, self.opt_gen, x_a, x_b, cfg, self.vgg, ac)
+        terms = gen_update(out, self.dis_a_score, self.dis_b_score, self.dis, self.opt_gen, x_a, x_b, cfg, self.vgg, augment, ac)
         if self.ema is not None:
             self.ema.update(self.gen, step + 1)
         terms["dis_total"] = loss_d
@@ -321,6 +346,9 @@ def run(
     names = names or (source_a.name, source_b.name)
     if cfg.train.tensorboard and ctx.is_main:
         tensorboard.require()
+    if cfg.loss.r1_w > 0 and ctx.world > 1:
+        # DDP averages gradients in .backward() only; the penalty's torch.autograd.grad would bypass it
+        raise UsageError("loss.r1_w > 0 works in one process only", hint="train without --gpus, or set loss.r1_w=0")
     device = pick_device(cfg.train.device) if ctx.world == 1 else ctx.device
     # The run records what `auto` chose here, so its config.toml says how it was trained.
     cfg.train.precision, cfg.train.channels_last = runtime.resolve_precision(
