@@ -617,6 +617,7 @@ def evaluate(
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per Inception batch (1 to 256)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     json_out: bool = typer.Option(False, "--json", help="Print the scores as JSON on stdout."),
+    save: bool = typer.Option(False, "--save", help="Also save the scores into the model's run folder (evaluations/), where munit report shows them."),
 ) -> None:
     """Score a model: KID, FID, diversity, paired L1/PSNR/SSIM.  [dim]munit evaluate -m runs/x --test-a A --test-b B[/dim]"""
     from munit_cli import evaluate as evaluate_mod
@@ -633,8 +634,11 @@ def evaluate(
         lpips_weights=lpips_weights,
         batch_size=batch_size,
         device=device,
+        save=save,
     )
     err.print(evaluate_mod.table(result))
+    if result.saved:
+        err.print(f"saved: {result.saved}")
     if json_out:
         emit_json(result.to_json())
 

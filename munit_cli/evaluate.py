@@ -17,6 +17,7 @@ FID and KID need many images: below MIN_RELIABLE_IMAGES per set the result carri
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,10 @@ class EvaluateResult(Result):
     skipped: list[str]
     directions: dict[str, DirectionScores]
     warnings: list[str] = field(default_factory=list)
+    saved: str | None = None  # where --save wrote these scores (RUN/evaluations/), for `munit report`
+
+
+EVALUATIONS_DIR = "evaluations"
 
 
 @dataclass
@@ -208,8 +213,11 @@ def evaluate(
     device: str = "auto",
     precision: str = "auto",
     kid_subsets: int = metrics.KID_SUBSETS,
+    save: bool = False,
 ) -> EvaluateResult:
-    """Both directions' KID, FID, diversity and (with paired test folders) L1, PSNR and SSIM."""
+    """Both directions' KID, FID, diversity and (with paired test folders) L1, PSNR and SSIM.
+    `save` also writes them into the model's run folder (RUN/evaluations/step_N.json), where
+    `munit report` shows them."""
     styles.check_num_styles(num_styles)
     if not 1 <= batch_size <= MAX_BATCH:
         raise UsageError(f"--batch-size must be from 1 to {MAX_BATCH}, got {batch_size}")
@@ -217,6 +225,7 @@ def evaluate(
     net = metrics.load_inception(str(dev))  # first: a missing [eval] extra should cost nothing
     lpips = metrics.LPIPS(Path(lpips_weights)).to(dev) if lpips_weights is not None else None
     loaded = checkpoint.load_model(model, dev, use_ema=use_ema)
+    saved = saved_path(loaded, use_ema) if save else None  # before the work: a model outside a run cannot save
     translators = {target: infer.Translator.of(loaded, target, dev, precision=precision) for target in "ab"}
     skipped: list[str] = []
     sets = {
@@ -247,7 +256,7 @@ def evaluate(
     warnings = few_images_warnings(n_a, n_b)
     for warning in warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}", markup=True)
-    return EvaluateResult(
+    result = EvaluateResult(
         files.display_path(loaded.path),
         loaded.step,
         weights_used(loaded, use_ema),
@@ -259,7 +268,22 @@ def evaluate(
         skipped,
         directions,
         warnings,
+        files.display_path(saved) if saved else None,
     )
+    if saved is not None:
+        files.write_atomic(saved, (json.dumps(result.to_json(), indent=1) + "\n").encode(), durable=True)
+    return result
+
+
+def saved_path(loaded: checkpoint.LoadedGenerator, use_ema: bool) -> Path:
+    run = checkpoint.run_folder(loaded.path)
+    if run is None:
+        raise UsageError(
+            f"--save: {files.display_path(loaded.path)} is not inside a training run, so there is no run folder to save into",
+            hint="give the run folder (or a checkpoint inside it) as --model, or leave out --save and use --json",
+        )
+    suffix = "" if weights_used(loaded, use_ema) == "ema" else "_raw"
+    return run / EVALUATIONS_DIR / f"step_{loaded.step:08d}{suffix}.json"
 
 
 def few_images_warnings(*counts: int) -> list[str]:

@@ -85,3 +85,26 @@ def test_evaluate_with_lpips_weights_reports_lpips_diversity(stand_in, tiny_mode
     for d in result.directions.values():
         assert d.diversity_lpips is not None and d.diversity_lpips > 0 and d.diversity_l1 is None
         assert d.diversity_metric.startswith("diversity_lpips")
+
+
+def test_save_writes_the_scores_into_the_run_for_the_report(stand_in, tiny_model, tmp_path):
+    from munit_cli import report
+
+    data = tiny_model / "data"
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "gen_00000007.safetensors").write_bytes((tiny_model / "gen.safetensors").read_bytes())
+    (run / "run.json").write_text(json.dumps({"names": ["outline", "filled"], "run_id": "r"}))
+    args = ["evaluate", "--test-a", str(data / "testA"), "--test-b", str(data / "testB"), "--num-styles", "2",
+            "--device", "cpu", "--json", "--save"]  # fmt: skip
+    result = CliRunner().invoke(app, [*args, "--model", str(run)])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    saved = run / "evaluations" / "step_00000007_raw.json"
+    assert printed["saved"] == str(saved) and json.loads(saved.read_text()) == printed
+    page = report.write_report(run).read_text()
+    assert f"{printed['directions']['a_to_b']['fid']:.1f}"[:3] in page and "outline" in page
+
+    outside = CliRunner().invoke(app, [*args, "--model", str(tiny_model / "gen.safetensors")])
+    assert outside.exit_code == 2 and "not inside a training run" in outside.output
+    assert not (tiny_model / "evaluations").exists()
