@@ -263,12 +263,25 @@ def load_state(path: Path, dis: torch.nn.Module, opt_gen, opt_dis, read=None) ->
             saved = _unflatten_optimizer(prefix, tensors, metadata[f"{prefix}.param_groups"])
             _check_optimizer_state(opt, saved)
             opt.load_state_dict(saved)
+            _lay_out_like_parameters(opt)
         extra = json.loads(metadata.get("extra", "{}"))
         if not isinstance(extra, dict):
             raise ValueError("extra is not a table")
     except (KeyError, ValueError, TypeError, RuntimeError, RecursionError) as exc:
         raise MunitError(f"{path}: broken training state ({first_line(exc)})") from None
     return {"step": step, "extra": extra}
+
+
+def _lay_out_like_parameters(opt: torch.optim.Optimizer) -> None:
+    """Give each loaded moment its parameter's memory layout. The file holds them contiguous, and
+    the fused Adam kernel pairs elements by memory position: moments of a channels_last parameter
+    left contiguous would update it from the wrong elements after a resume."""
+    for group in opt.param_groups:
+        for param in group["params"]:
+            state = opt.state.get(param, {})
+            for key, value in state.items():
+                if value.shape == param.shape:
+                    state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def _same_kind(saved: Any, live: Any) -> bool:
