@@ -333,17 +333,9 @@ def score_row(trained: Trained, net, device: torch.device, args) -> Scored:
     pairs = len(twin_index(sets["a"], sets["b"]))
     scores, floor, tiles = {}, {}, {}
     with progress(f"score {trained.row.label}", 4 * n + 2 * pairs) as bar:
+        cache = args.cache or True
         real = {
-            d: metrics.cached_features(
-                sets[d].pixels,
-                net,
-                device,
-                args.batch_size,
-                bar,
-                args.precision,
-                args.cache,
-            )
-            for d in "ab"
+            d: metrics.features(sets[d].pixels, net, device, args.batch_size, bar, args.precision, cache) for d in "ab"
         }
         for key, (s, t) in DIRECTIONS.items():
             scores[key] = evaluate.evaluate_direction(

@@ -13,7 +13,7 @@ it says otherwise; "on the [0, 1] scale" means pixel values divided by 255.
 
 The network runs in bf16 (autocast, channels_last) where bf16 has hardware units (CUDA, CPUs with
 AMX or AVX512-BF16), in float32 elsewhere; the features of real image sets are cached on disk
-(`cached_features`), so a benchmark's reference sets go through the network once.
+(`features(..., cache=True)`), so a benchmark's reference sets go through the network once.
 """
 
 from __future__ import annotations
@@ -160,16 +160,34 @@ def features(
     batch_size: int = INCEPTION_BATCH,
     bar=None,
     precision: str = "auto",
+    cache: bool | str | os.PathLike = False,
 ) -> torch.Tensor:
     """(N, 2048) float64 features of any number of images, `batch_size` at a time; `bar` (a
-    console.progress bar) advances by the images done."""
+    console.progress bar) advances by the images done.
+
+    With `cache` (True for `cache_folder()`, or a folder) the features are read from the cache when
+    this exact set was scored before in this precision, else computed and stored there (one
+    safetensors file per set). Cache sets that recur (real test folders), not translations, which
+    differ every run. `net` must then be the pinned network (`load_inception`): the key names it."""
+    precision = inception_precision(device, precision)
+    path = None
+    if cache is not False:
+        path = cache_folder(None if cache is True else cache) / f"{feature_key(pixels, precision)}.safetensors"
+        found = _read_cached(path, len(pixels))
+        if found is not None:
+            if bar is not None:
+                bar.update(len(pixels))
+            return found
     out = []
     for start in range(0, len(pixels), batch_size):
         chunk = pixels[start : start + batch_size]
         out.append(inception_features(chunk, net, device, precision))
         if bar is not None:
             bar.update(len(chunk))
-    return torch.cat(out) if out else torch.zeros(0, INCEPTION_DIM, dtype=torch.float64)
+    computed = torch.cat(out) if out else torch.zeros(0, INCEPTION_DIM, dtype=torch.float64)
+    if path is not None:
+        _write_cached(path, computed, precision)
+    return computed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,36 +236,15 @@ def _read_cached(path: Path, count: int) -> torch.Tensor | None:
     return found.double()
 
 
-def cached_features(
-    pixels: torch.Tensor,
-    net=None,
-    device: str | torch.device = "cpu",
-    batch_size: int = INCEPTION_BATCH,
-    bar=None,
-    precision: str = "auto",
-    folder: str | os.PathLike | None = None,
-) -> torch.Tensor:
-    """`features` of a set of real images, read from the cache when this exact set was scored
-    before in this precision; otherwise computed and stored (one safetensors file per set).
-    Only for sets that recur (a test folder), not for translations, which differ every run. `net`
-    must be the pinned network (`load_inception`): the key names that network."""
+def _write_cached(path: Path, computed: torch.Tensor, precision: str) -> None:
     from safetensors.torch import save
 
-    precision = inception_precision(device, precision)
-    path = cache_folder(folder) / f"{feature_key(pixels, precision)}.safetensors"
-    found = _read_cached(path, len(pixels))
-    if found is not None:
-        if bar is not None:
-            bar.update(len(pixels))
-        return found
-    computed = features(pixels, net, device, batch_size, bar, precision)
     # float32 holds the network's output (float32, or bf16 under autocast) exactly
     metadata = {"format": "munit-features", "version": FEATURE_VERSION, "precision": precision}
     try:
         files.write_atomic(path, save({"features": computed.float().contiguous()}, metadata=metadata))
     except MunitError as exc:  # a read-only home costs the cache, not the scores
-        warnings.warn(f"feature cache not written: {exc}", stacklevel=2)
-    return computed
+        warnings.warn(f"feature cache not written: {exc}", stacklevel=3)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -318,20 +318,20 @@ def test_cached_features_skip_the_network_the_second_time(monkeypatch, tmp_path)
     monkeypatch.setenv("MUNIT_CACHE", str(tmp_path))
     net = CountingInception()
     x = random_pixels(5, seed=1)
-    first = metrics.cached_features(x, net, batch_size=2, precision="fp32")
+    first = metrics.features(x, net, batch_size=2, precision="fp32", cache=True)
     assert net.images == 5 and torch.equal(first, metrics.features(x, StandInInception(), batch_size=2, precision="fp32"))
     stored = list((tmp_path / "features").glob("*.safetensors"))
     assert len(stored) == 1 and stored[0].stem == metrics.feature_key(x, "fp32")
     net.images = 0
-    again = metrics.cached_features(x, net, batch_size=2, precision="fp32")
+    again = metrics.features(x, net, batch_size=2, precision="fp32", cache=True)
     assert net.images == 0 and torch.equal(again, first) and again.dtype == torch.float64
     # one changed pixel (a changed file) and another precision are other keys, so the network runs
     changed = x.clone()
     changed[4, 0, 0, 0] ^= 1
     assert metrics.feature_key(changed, "fp32") != metrics.feature_key(x, "fp32")
     assert metrics.feature_key(x, "bf16") != metrics.feature_key(x, "fp32")
-    assert not torch.equal(metrics.cached_features(changed, net, precision="fp32"), first)
-    metrics.cached_features(x, net, precision="bf16")
+    assert not torch.equal(metrics.features(changed, net, precision="fp32", cache=True), first)
+    metrics.features(x, net, precision="bf16", cache=True)
     assert net.images == 10 and len(list((tmp_path / "features").glob("*.safetensors"))) == 3
 
 
@@ -343,13 +343,13 @@ def test_cache_folder_argument_wins_and_a_damaged_entry_is_recomputed(monkeypatc
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     assert metrics.cache_folder() == tmp_path / "home" / ".cache" / "munit" / "features"
     net, x = CountingInception(), random_pixels(3, seed=2)
-    first = metrics.cached_features(x, net, precision="fp32", folder=tmp_path / "arg")
+    first = metrics.features(x, net, precision="fp32", cache=tmp_path / "arg")
     entry = tmp_path / "arg" / f"{metrics.feature_key(x, 'fp32')}.safetensors"
     entry.write_bytes(entry.read_bytes()[:100])  # cut short, as by a full disk
-    assert torch.equal(metrics.cached_features(x, net, precision="fp32", folder=tmp_path / "arg"), first)
+    assert torch.equal(metrics.features(x, net, precision="fp32", cache=tmp_path / "arg"), first)
     assert net.images == 6 and not (tmp_path / "home").exists()
     save_file({"features": torch.zeros(2, 64)}, str(entry))  # wrong count
-    assert torch.equal(metrics.cached_features(x, net, precision="fp32", folder=tmp_path / "arg"), first)
+    assert torch.equal(metrics.features(x, net, precision="fp32", cache=tmp_path / "arg"), first)
     assert net.images == 9
 
 
