@@ -325,9 +325,15 @@ def test_cached_features_skip_the_network_the_second_time(monkeypatch, tmp_path)
     net.images = 0
     again = metrics.features(x, net, batch_size=2, precision="fp32", cache=True)
     assert net.images == 0 and torch.equal(again, first) and again.dtype == torch.float64
-    # one changed pixel (a changed file) and another precision are other keys, so the network runs
-    changed = x.clone()
-    changed[4, 0, 0, 0] ^= 1
+    # a changed file and another precision are other keys, so the network runs
+    for i, pixels in enumerate(x):
+        images.save_png(images.tensor_to_image(pixels), tmp_path / f"{i}.png")
+    read = lambda: torch.stack([images.to_tensor(images.open_image(tmp_path / f"{i}.png")) for i in range(5)])
+    assert metrics.feature_key(read(), "fp32") == metrics.feature_key(x, "fp32")
+    edited = images.open_image(tmp_path / "4.png")
+    edited.putpixel((0, 0), (0, 0, 0) if edited.getpixel((0, 0)) != (0, 0, 0) else (1, 1, 1))
+    edited.save(tmp_path / "4.png")
+    changed = read()
     assert metrics.feature_key(changed, "fp32") != metrics.feature_key(x, "fp32")
     assert metrics.feature_key(x, "bf16") != metrics.feature_key(x, "fp32")
     assert not torch.equal(metrics.features(changed, net, precision="fp32", cache=True), first)
