@@ -188,7 +188,8 @@ def test_discriminator_loss_is_weighted_by_gan_w(tiny_cfg):
     for gan_w in (1.0, 2.5):
         d = copy.deepcopy(dis)
         opt = train.make_optimizer(d.parameters(), cfg)
-        values[gan_w] = train.dis_update(d, opt, x_a, x_b, x_ba, x_ab, gan_w, contextlib.nullcontext)
+        weighted = tiny_cfg(loss={"gan_w": gan_w})
+        values[gan_w] = train.dis_update(d, opt, x_a, x_b, x_ba, x_ab, weighted, lambda x: x, contextlib.nullcontext)
         grads[gan_w] = [p.grad.clone() for p in d.parameters()]
     assert values[2.5].item() == pytest.approx(2.5 * values[1.0].item(), rel=1e-6)
     scores = dis(x_a, x_ba, x_b, x_ab)
