@@ -350,6 +350,7 @@ def score_row(trained: Trained, net, device: torch.device, args) -> Scored:
                 batch_size=args.batch_size,
                 kid_subsets=metrics.KID_SUBSETS,
                 bar=bar,
+                precision=args.precision,
             ).to_json()
             own = metrics.features(
                 reconstructions(trs[t], sets[t]),

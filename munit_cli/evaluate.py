@@ -124,15 +124,6 @@ def quantised(x: torch.Tensor) -> torch.Tensor:
     return images.to_tensor(images.tensor_to_image(x[0]))
 
 
-def features(pixels: torch.Tensor, net, device, batch_size: int, bar) -> torch.Tensor:
-    out = []
-    for start in range(0, len(pixels), batch_size):
-        chunk = pixels[start : start + batch_size]
-        out.append(metrics.inception_features(chunk, net, device))
-        bar.update(len(chunk))
-    return torch.cat(out)
-
-
 def direction_label(tr: infer.Translator) -> str:
     return f"{tr.domain_label(tr.source)} -> {tr.domain_label(tr.target)}"
 
@@ -150,7 +141,9 @@ def evaluate_direction(
     batch_size: int,
     kid_subsets: int,
     bar,
+    precision: str = "auto",
 ) -> DirectionScores:
+    """`precision` is the Inception network's (the real set's features must be made the same way)."""
     first, spreads = [], []
     for i, img in enumerate(source.images):
         codes = torch.stack([styles.sample_style(seed, i * num_styles + k, tr.style_dim) for k in range(num_styles)])
@@ -159,7 +152,7 @@ def evaluate_direction(
         if num_styles > 1:
             spreads.append(metrics.diversity(outputs, lpips))
         bar.update(1)
-    fake = features(torch.stack(first), net, tr.device, batch_size, bar)
+    fake = metrics.features(torch.stack(first), net, tr.device, batch_size, bar, precision)
     kid_mean, kid_std = metrics.kid(target_features, fake, subsets=kid_subsets, seed=seed)
     key, label = metrics.diversity_name(lpips)
     diversity = sum(spreads) / len(spreads) if spreads else None
@@ -222,6 +215,7 @@ def evaluate(
     if not 1 <= batch_size <= MAX_BATCH:
         raise UsageError(f"--batch-size must be from 1 to {MAX_BATCH}, got {batch_size}")
     dev = pick_device(device)
+    inception_precision = metrics.inception_precision(dev, precision)
     net = metrics.load_inception(str(dev))  # first: a missing [eval] extra should cost nothing
     lpips = metrics.LPIPS(Path(lpips_weights)).to(dev) if lpips_weights is not None else None
     loaded = checkpoint.load_model(model, dev, use_ema=use_ema)
@@ -238,7 +232,8 @@ def evaluate(
     total = 2 * (n_a + n_b) + (n_a + n_b) + 2 * pairs
     directions: dict[str, DirectionScores] = {}
     with progress("evaluate", total) as bar:
-        real = {d: features(sets[d].pixels, net, dev, batch_size, bar) for d in "ab"}
+        # the real sets recur from run to run: their features come from the cache after the first
+        real = {d: metrics.features(sets[d].pixels, net, dev, batch_size, bar, inception_precision, cache=True) for d in "ab"}
         for source, target in DIRECTIONS:
             directions[f"{source}_to_{target}"] = evaluate_direction(
                 translators[target],
@@ -252,6 +247,7 @@ def evaluate(
                 batch_size=batch_size,
                 kid_subsets=kid_subsets,
                 bar=bar,
+                precision=inception_precision,
             )
     warnings = few_images_warnings(n_a, n_b)
     for warning in warnings:
@@ -264,7 +260,7 @@ def evaluate(
         num_styles,
         seed,
         loaded.cfg.data.crop_size,
-        {"file": str(metrics.inception_path()), "sha256": metrics.INCEPTION_SHA256},
+        {"file": str(metrics.inception_path()), "sha256": metrics.INCEPTION_SHA256, "precision": inception_precision},
         skipped,
         directions,
         warnings,
