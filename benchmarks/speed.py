@@ -125,8 +125,11 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--warmup", type=int, default=None, help="default 20 on CUDA (compilation), 2 on CPU")
     parser.add_argument("--steps", type=int, default=None, help="default 50 on CUDA, 4 on CPU")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", dest="json_path", default=None, help="also write the results here")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = runtime.pick_device(args.device)
     cuda = device.type == "cuda"
     size = args.size or (256 if cuda else 64)

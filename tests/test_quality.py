@@ -9,6 +9,7 @@ an untrained model fails it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +112,28 @@ def test_trained_model_passes_the_gate(shapes, tmp_path):
     summary = train.run(cfg, [shapes / "trainA", shapes / "trainB"], tmp_path / "run")
     scores = gate(summary.generator, shapes)
     assert not failures(scores), scores
+
+
+def loss_curve(shapes: Path, out: Path, precision: str, seed: int, iters: int) -> np.ndarray:
+    """gen_total averaged over each 25-step log interval of a tiny-preset run on the shapes."""
+    overrides = {
+        "train": {"iters": iters, "device": "cpu", "precision": precision, "seed": seed, "log_every": 25,
+                  "checkpoint_every": iters, "sample_every": iters, "num_preview": 2},
+    }  # fmt: skip
+    train.run(config.resolve("tiny", overrides=overrides), [shapes / "trainA", shapes / "trainB"], out)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return np.array([r["gen_total"] for r in records])
+
+
+@pytest.mark.slow  # three 300-step runs: about 5 minutes on one core
+def test_bf16_loss_curve_follows_float32_within_seed_noise(shapes, tmp_path):
+    """Same seed, same data: the bf16 curve stays as close to the float32 one as a float32 run with
+    another seed does (the noise of training itself), with a 1.5x margin."""
+    iters = 300
+    ref = loss_curve(shapes, tmp_path / "fp32", "fp32", 0, iters)
+    bf16 = loss_curve(shapes, tmp_path / "bf16", "bf16", 0, iters)
+    other_seed = loss_curve(shapes, tmp_path / "fp32-seed1", "fp32", 1, iters)
+    assert len(ref) == len(bf16) == iters // 25
+    assert ref[-1] < ref[0] and bf16[-1] < bf16[0]  # both learn
+    gap, noise = np.abs(bf16 - ref)[2:].mean(), np.abs(other_seed - ref)[2:].mean()
+    assert gap <= 1.5 * noise, (gap, noise, ref.round(3).tolist(), bf16.round(3).tolist())
