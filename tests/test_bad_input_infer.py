@@ -73,6 +73,7 @@ def one_error_line(stderr: str) -> bool:
 def test_a_fifo_or_device_among_inputs_is_skipped_with_the_reason(world, tmp_path, reliability):
     """A FIFO named *.png would block a reader forever, /dev/zero never ends: both are skipped."""
     reliability.add("bad_inputs", 2)
+    reliability.add("endless_inputs", 2)
     proc = munit("translate", world["fifo"], "/dev/zero", world["good"], "-m", world["run"], "--out", tmp_path / "o", timeout=60)
     stderr = proc.stderr.decode()
     assert proc.returncode == 3, stderr
@@ -117,6 +118,7 @@ def test_endless_stdin_is_read_up_to_the_limit(monkeypatch):
 
 def test_stdin_over_the_limit_is_one_failed_input(world, monkeypatch, reliability):
     reliability.add("bad_inputs", 1)
+    reliability.add("endless_inputs", 1)
     monkeypatch.setattr(inputs, "MAX_STDIN_BYTES", 1000)
     result = cli("translate", "-", "-m", world["run"], "--out", "-", stdin=b"\0" * 5000)
     assert result.exit_code == 1, result.output
@@ -129,6 +131,7 @@ def test_stdin_over_the_limit_is_one_failed_input(world, monkeypatch, reliabilit
 
 def test_images_too_large_for_the_memory_budget_are_skipped_and_the_rest_translated(world, tmp_path, reliability):
     reliability.add("bad_inputs", 2)
+    reliability.add("oversized_images", 2)
     out = tmp_path / "o"
     result = cli("translate", world["huge"], world["thin"], world["good"], "-m", world["run"], "--out", out)
     assert result.exit_code == 3, result.output

@@ -510,7 +510,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_kill_9_of_prepare_takes_its_workers_with_it(photo_folders, tmp_path):
+def test_kill_9_of_prepare_takes_its_workers_with_it(photo_folders, tmp_path, reliability):
     a, b = photo_folders
     proc = prepare_under_way(a, b, tmp_path / "prepared", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -522,6 +522,7 @@ def test_kill_9_of_prepare_takes_its_workers_with_it(photo_folders, tmp_path):
         while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not [pid for pid in workers if alive(pid)]
+        reliability.add("prepare_kills")
         # nothing holds the caller's pipes open any more: reading them ends
         assert proc.stdout.read() == b"" and proc.stderr.read() is not None
     finally:

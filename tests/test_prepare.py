@@ -537,7 +537,7 @@ def test_emoji_sample_rgba_on_white(tmp_path):
     assert packed[0].shape == (3, 64, 64) and packed[0].dtype == torch.uint8
 
 
-def test_links_and_special_files_in_a_source_folder(tmp_path):
+def test_links_and_special_files_in_a_source_folder(tmp_path, reliability):
     a = fill(tmp_path / "A", good_files(0, 3))
     b = fill(tmp_path / "B", good_files(10, 3))
     os.mkfifo(a / "pipe.png")  # would block a reader forever
@@ -559,3 +559,4 @@ def test_links_and_special_files_in_a_source_folder(tmp_path):
     }
     with deadline(60):
         assert run(a, b, out, test_fraction=0).decoded == 1  # the pipe is tried again, and still skipped
+    reliability.add("endless_inputs", 2)  # the pipe, the link to /
