@@ -603,6 +603,9 @@ class Session:
             raise MunitError("distributed workers ended with different weights (a bug: please report it)")
         if not ctx.is_main:
             return None
+        # A kill between the last save and its pruning leaves an extra pair, and a run resumed at its
+        # last step saves nothing, so nothing else would prune it.
+        checkpoint.prune(out, cfg.train.keep_checkpoints)
         return TrainResult(
             run=out,
             step=step,

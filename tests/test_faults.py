@@ -109,8 +109,8 @@ def metrics(run: Path) -> list[dict]:
 
 def assert_same_run(run: Path, reference: Path) -> None:
     """The same checkpoints, bit for bit in every tensor, the same logs and the same last sample.
-    A kill while old checkpoints were pruned may leave one file of an old pair, which the next
-    save would prune; a run already at its last step has no next save, so such orphans may stay."""
+    A kill while old checkpoints were pruned may leave one file of an old pair that the end of the
+    run does not prune (pruning counts pairs); a whole extra pair would be a missed pruning."""
     names = {p.name for p in (run / "checkpoints").iterdir()}
     wanted = {p.name for p in (reference / "checkpoints").iterdir()}
     assert wanted <= names

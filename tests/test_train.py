@@ -588,3 +588,14 @@ def test_minutes_flag_exits_0_and_tells_how_to_continue(image_folders, tiny_set_
     assert result.exit_code == 0, result.output
     assert "time budget reached" in result.output and "--resume auto" in result.output
     assert checkpoint.list_steps(out, "gen") == [1]
+
+
+def test_a_run_resumed_at_its_end_prunes_what_a_killed_pruning_left(image_folders, tiny_cfg, tmp_path):
+    a, b = image_folders
+    out = tmp_path / "run"
+    train.run(tiny_cfg(train={"iters": 6, "keep_checkpoints": 1}), [a, b], out)
+    # as if killed after saving step 6 and before pruning step 3: an old pair is back
+    for src, dst in zip(checkpoint.checkpoint_paths(out, 6), checkpoint.checkpoint_paths(out, 3)):
+        dst.write_bytes(src.read_bytes())
+    assert train.run(tiny_cfg(train={"iters": 6, "keep_checkpoints": 1}), [a, b], out, resume="auto").step == 6
+    assert ckpt_names(out) == ["gen_00000006.safetensors", "state_00000006.safetensors"]
