@@ -11,7 +11,6 @@ it, and in it only what the demo writes.
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,18 +77,7 @@ def clear_demo_folder(out: Path, overwrite: bool) -> None:
             hint="choose another --out; --overwrite only replaces an earlier demo's folder",
         )
     for entry in DEMO_ENTRIES:
-        remove(out / entry)
-
-
-def remove(path: Path) -> None:
-    """Delete a file or a folder tree; a symbolic link is removed itself, never followed."""
-    try:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif os.path.lexists(path):
-            path.unlink()
-    except OSError as exc:
-        raise MunitError(f"could not remove {files.display_path(path)}: {exc.strerror or exc}") from None
+        files.remove(out / entry)
 
 
 def show_translations(out: Path, test_a: Path, model: Path, seed: int) -> tuple[Path, Path | None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,6 +68,17 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def remove(path: Path) -> None:
+    """Delete a file or a folder tree; a symbolic link is removed itself, never followed."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            path.unlink()
+    except OSError as exc:
+        raise MunitError(f"could not remove {display_path(path)}: {exc.strerror or exc}") from None
 
 
 def remove_stale_temporaries(folders: Sequence[Path]) -> int:

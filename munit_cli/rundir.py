@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -189,10 +188,7 @@ def clear(out: Path) -> None:
     """Remove munit's own entries of a run folder (the lock stays: it is held); others stay."""
     for entry in sorted(out.iterdir()):
         if entry.name != LOCK_FILE and _own(entry.name):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
+            files.remove(entry)
 
 
 def prepare_run_dir(out: Path, cfg, info: RunInfo, resume: str | None, overwrite: bool) -> None:
