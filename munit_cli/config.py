@@ -50,6 +50,7 @@ class LossConfig:
     # Beyond the paper, each off by default (docs/benchmarks.md measures them one at a time):
     gan_type: str = "lsgan"  # lsgan (the paper) or hinge
     r1_w: float = 0.0  # R1 gradient penalty on real images, weight gamma / 2 is applied as r1_w / 2
+    diversity_w: float = 0.0  # style diversity: rewards the L1 distance between two random styles' translations
     dis_augment: str = ""  # DiffAugment of every discriminator input: a subset of "colour,translation,cutout"
 
 

@@ -68,6 +68,11 @@ def generator_terms(
     if "x_aba" in out:
         terms["cyc_x_a"] = recon_loss(out["x_aba"], x_a)
         terms["cyc_x_b"] = recon_loss(out["x_bab"], x_b)
+    if "x_ab2" in out:
+        # Style diversity (mode seeking, as in StarGAN v2): two random styles of one content
+        # should give different images, so the term rewards their distance (hence the minus).
+        terms["div_a"] = -recon_loss(out["x_ba"], out["x_ba2"])
+        terms["div_b"] = -recon_loss(out["x_ab"], out["x_ab2"])
     if vgg is not None:
         terms["vgg_a"] = vgg(out["x_ba"], x_b)
         terms["vgg_b"] = vgg(out["x_ab"], x_a)
@@ -86,6 +91,8 @@ TERM_WEIGHTS = {
     "recon_c_b": "recon_c_w",
     "cyc_x_a": "recon_x_cyc_w",
     "cyc_x_b": "recon_x_cyc_w",
+    "div_a": "diversity_w",
+    "div_b": "diversity_w",
     "vgg_a": "vgg_w",
     "vgg_b": "vgg_w",
 }

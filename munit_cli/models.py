@@ -265,8 +265,16 @@ class MUNIT(nn.Module):
         return self.gen_a if domain == "a" else self.gen_b
 
     def forward(
-        self, x_a: torch.Tensor, x_b: torch.Tensor, s_a: torch.Tensor, s_b: torch.Tensor, cycle: bool = False
+        self,
+        x_a: torch.Tensor,
+        x_b: torch.Tensor,
+        s_a: torch.Tensor,
+        s_b: torch.Tensor,
+        cycle: bool = False,
+        second_styles: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
+        """`second_styles` (s_a2, s_b2): also translate each content with a second random style,
+        for the style-diversity term (x_ba2, x_ab2)."""
         c_a, s_a_prime = self.gen_a.encode(x_a)
         c_b, s_b_prime = self.gen_b.encode(x_b)
         out = {
@@ -284,6 +292,10 @@ class MUNIT(nn.Module):
         if cycle:
             out["x_aba"] = self.gen_a.decode(out["c_a_recon"], s_a_prime)
             out["x_bab"] = self.gen_b.decode(out["c_b_recon"], s_b_prime)
+        if second_styles is not None:
+            s_a2, s_b2 = second_styles
+            out["x_ba2"] = self.gen_a.decode(c_b, s_a2)
+            out["x_ab2"] = self.gen_b.decode(c_a, s_b2)
         return out
 
 

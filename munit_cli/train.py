@@ -240,17 +240,21 @@ class Trainer:
         def styles() -> tuple[torch.Tensor, torch.Tensor]:
             return tuple(sample_styles(g, bs, dim, self.shard, self.device) for _ in range(2))
 
+        def generate(s_a, s_b) -> dict[str, torch.Tensor]:
+            # the diversity term's second styles are drawn after the others, so runs without it
+            # draw the same styles as before
+            second = styles() if cfg.loss.diversity_w > 0 else None
+            with ac():
+                return self.gen_step(x_a, x_b, s_a, s_b, cycle=cycle, second_styles=second)
+
         s_a, s_b = styles()
         if cfg.train.share_translations:
-            with ac():
-                out = self.gen_step(x_a, x_b, s_a, s_b, cycle=cycle)
+            out = generate(s_a, s_b)
             loss_d = dis_update(self.dis_step, self.opt_dis, x_a, x_b, out["x_ba"], out["x_ab"], cfg, augment, ac)
         else:
             x_ba, x_ab = translate_for_dis(self.gen, x_a, x_b, s_a, s_b, ac)
             loss_d = dis_update(self.dis_step, self.opt_dis, x_a, x_b, x_ba, x_ab, cfg, augment, ac)
-            s_a, s_b = styles()
-            with ac():
-                out = self.gen_step(x_a, x_b, s_a, s_b, cycle=cycle)
+            out = generate(*styles())
         terms = gen_update(out, self.dis_a_score, self.dis_b_score, self.dis, self.opt_gen, x_a, x_b, cfg, self.vgg, augment, ac)
         if self.ema is not None:
             self.ema.update(self.gen, step + 1)

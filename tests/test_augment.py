@@ -1,5 +1,6 @@
 """Training options beyond the paper (each off by default): DiffAugment of the discriminators'
-inputs, hinge loss, R1, spectral normalisation, a separate discriminator learning rate, warm-up."""
+inputs, hinge loss, R1, spectral normalisation, a separate discriminator learning rate, warm-up,
+a style-diversity term."""
 
 from __future__ import annotations
 
@@ -117,7 +118,7 @@ def test_warmup_and_the_discriminators_own_learning_rate(tiny_cfg):
 @pytest.mark.parametrize("share", [False, True])
 def test_every_option_together_trains_and_resumes_the_same_draws(tiny_cfg, share):
     options = {
-        "loss": {"gan_type": "hinge", "r1_w": 1.0, "dis_augment": "colour,translation,cutout"},
+        "loss": {"gan_type": "hinge", "r1_w": 1.0, "dis_augment": "colour,translation,cutout", "diversity_w": 1.0},
         "model": {"dis_spectral_norm": True},
         "optim": {"lr_dis": 4e-4, "warmup": 3},
         "train": {"share_translations": share},
@@ -132,3 +133,23 @@ def test_every_option_together_trains_and_resumes_the_same_draws(tiny_cfg, share
     plain = train.Trainer(tiny_cfg(train={"share_translations": share}), torch.device("cpu"))
     first = plain.step(images(2, 32, 0), images(2, 32, 1), 0)
     assert first["dis_total"].item() != pytest.approx(runs[0][0]["dis_total"].item())
+
+
+def test_the_diversity_term_is_minus_the_distance_between_two_styles_translations(tiny_cfg):
+    cfg = tiny_cfg(loss={"diversity_w": 2.0})
+    gen_pair, _ = models.build(cfg.model)
+    x_a, x_b = images(2, 32, 0), images(2, 32, 1)
+    s = [torch.randn(2, cfg.model.style_dim, generator=gen(i)) for i in range(4)]
+    out = gen_pair(x_a, x_b, s[0], s[1], second_styles=(s[2], s[3]))
+    assert torch.equal(out["x_ab2"], gen_pair.gen_b.decode(out["c_a"], s[3]))
+    terms = losses.generator_terms(out, x_a, x_b, torch.zeros(()), torch.zeros(()))
+    distance = (out["x_ab"] - out["x_ab2"]).abs().mean()
+    assert distance > 0 and terms["div_b"].item() == pytest.approx(-distance.item())
+    without = losses.generator_terms(gen_pair(x_a, x_b, s[0], s[1]), x_a, x_b, torch.zeros(()), torch.zeros(()))
+    assert "div_a" not in without
+    total = losses.total_generator_loss(terms, cfg.loss) - losses.total_generator_loss(without, cfg.loss)
+    assert total.item() == pytest.approx(2.0 * (terms["div_a"] + terms["div_b"]).item(), rel=1e-4)
+    # in training, the term pushes the two styles' translations apart
+    trainer = train.Trainer(tiny_cfg(loss={"diversity_w": 1.0}), torch.device("cpu"))
+    logged = trainer.step(x_a, x_b, 0)
+    assert logged["div_a"].item() < 0 and logged["div_b"].item() < 0
