@@ -11,8 +11,8 @@ Rows, scored in both directions on the held-out split with the functions behind 
 
 - doing nothing: the input itself as its translation;
 - one row per `--row LABEL:PRESET[:SECTION.KEY=VALUE]...` (by default `paper:paper`, the authors'
-  recipe with its networks, and `ours:tiny`); a row whose label is a default's replaces it, so an
-  ablation is one flag: `--row no-ema:tiny:train.ema_decay=0`; `--skip paper` leaves a row out;
+  recipe with its networks, and `ours:cpu`, the recommended CPU setting); a row whose label is a default's replaces it, so an
+  ablation is one flag: `--row no-ema:cpu:train.ema_decay=0`; `--skip paper` leaves a row out;
 - per trained row, its decoder's floor (row `LABEL floor`): each real target image encoded and
   decoded with its own style, which no translation of that model can beat on KID or FID.
 
@@ -53,7 +53,7 @@ UNBOUNDED_ITERS = 100_000_000
 # `munit train --minutes` stops itself; a run still alive this long after its budget hangs
 OVERRUN_S = 600
 LABEL = re.compile(r"^[A-Za-z0-9_.-]+$")
-DEFAULT_ROWS = ("paper:paper", "ours:tiny")
+DEFAULT_ROWS = ("paper:paper", "ours:cpu")
 SPLIT_FILE = "split.json"
 
 

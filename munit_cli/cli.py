@@ -119,7 +119,7 @@ def parse_names(names: str | None) -> tuple[str, str] | None:
 # train
 
 
-PresetOpt = typer.Option(None, "--preset", "-p", help="Named preset: paper (the reference recipe), fast (GPU throughput), tiny (CPU).")
+PresetOpt = typer.Option(None, "--preset", "-p", help="Named preset: paper (the reference recipe), fast (GPU throughput), cpu (real data at 64 px on a CPU), tiny (demo and tests).")
 ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file (\\[model], \\[loss], \\[optim], \\[data], \\[train] tables).")
 SetOpt = typer.Option(None, "--set", help="Override any config key: --set model.dim=32 (repeatable).")
 

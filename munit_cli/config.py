@@ -176,6 +176,20 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+def _derived(base: str, changes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A preset that is another one with some keys changed."""
+    merged = {section: dict(values) for section, values in PRESETS[base].items()}
+    for section, values in changes.items():
+        merged.setdefault(section, {}).update(values)
+    return merged
+
+
+# The recommended CPU setting for real image sets at 64 px: the tiny networks with what won the
+# quality ablation on fluent64 (docs/benchmarks.md: each option measured alone at the same
+# wall-clock budget and seed). 10,000 steps is about an hour on two cores; --minutes trains by the clock.
+PRESETS["cpu"] = _derived("tiny", {"optim": {"lr": 8e-4}, "train": {"iters": 10_000}})
+
+
 SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "loss": LossConfig,

@@ -54,6 +54,15 @@ def test_the_resolved_config_round_trips_through_toml_and_json(tmp_path):
     assert config.from_json(cfg.to_json()).to_dict() == cfg.to_dict()
 
 
+def test_the_cpu_preset_is_tiny_with_the_ablations_winner_and_leaves_tiny_alone():
+    tiny, cpu = config.resolve("tiny").to_dict(), config.resolve("cpu").to_dict()
+    changed = {(section, key) for section in tiny if isinstance(tiny[section], dict)
+               for key in tiny[section] if tiny[section][key] != cpu[section][key]}  # fmt: skip
+    assert changed == {("optim", "lr"), ("train", "iters")}
+    assert (cpu["optim"]["lr"], tiny["optim"]["lr"]) == (8e-4, 2e-4)
+    assert config.PRESETS["tiny"]["train"]["iters"] == 2500  # deriving copied, not shared, tiny's tables
+
+
 def test_prefetch_threads_is_the_data_key():
     assert config.resolve("fast").data.prefetch_threads == 4
     with pytest.raises(UsageError, match="data.num_workers"):
