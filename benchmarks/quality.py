@@ -150,29 +150,18 @@ class Trained:
 
 
 def train_command(row: Row, train: Path, names: tuple[str, str], run: Path, args) -> list[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "munit_cli",
-        "train",
-        str(train / names[0]),
-        str(train / names[1]),
-        "--out",
-        str(run),
-        "--preset",
-        row.preset,
-        "--size",
-        str(args.size),
-        "--seed",
-        str(args.seed),
-        "--device",
-        args.device,
-        "--iters",
-        str(UNBOUNDED_ITERS),
-        "--minutes",
-        str(args.minutes),
-    ]
-    for override in row.overrides:
+    """`munit train` for one row. The benchmark's settings go in as `--set`s before the row's own,
+    so that a row may change them (`--row seed1:cpu:train.seed=1`): a flag would win over its `--set`."""
+    settings = {
+        "data.load_size": args.size,
+        "data.crop_size": args.size,
+        "train.seed": args.seed,
+        "train.device": args.device,
+        "train.iters": UNBOUNDED_ITERS,
+    }
+    command = [sys.executable, "-m", "munit_cli", "train", str(train / names[0]), str(train / names[1])]
+    command += ["--out", str(run), "--preset", row.preset, "--minutes", str(args.minutes)]
+    for override in [f"{key}={value}" for key, value in settings.items()] + row.overrides:
         command += ["--set", override]
     return command + (["--overwrite"] if run.exists() else [])
 

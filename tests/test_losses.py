@@ -48,14 +48,14 @@ def test_loss_weight_defaults_are_the_reference():
 def _hand_terms():
     names = [
         "adv_a", "adv_b", "recon_x_a", "recon_x_b", "recon_s_a", "recon_s_b",
-        "recon_c_a", "recon_c_b", "cyc_x_a", "cyc_x_b", "vgg_a", "vgg_b",
+        "recon_c_a", "recon_c_b", "cyc_x_a", "cyc_x_b", "vgg_a", "vgg_b", "div_a", "div_b",
     ]  # fmt: skip
     return {name: torch.tensor(float(i + 1)) for i, name in enumerate(names)}
 
 
 def test_total_generator_loss_weighting():
     t = _hand_terms()
-    w = LossConfig(gan_w=1.5, recon_x_w=10.0, recon_c_w=2.0, recon_s_w=3.0, recon_x_cyc_w=7.0, vgg_w=0.5)
+    w = LossConfig(gan_w=1.5, recon_x_w=10.0, recon_c_w=2.0, recon_s_w=3.0, recon_x_cyc_w=7.0, vgg_w=0.5, diversity_w=0.25)
     want = (
         1.5 * (1 + 2)  # adversarial
         + 10.0 * (3 + 4)  # image reconstruction
@@ -63,6 +63,7 @@ def test_total_generator_loss_weighting():
         + 2.0 * (7 + 8)  # content reconstruction
         + 7.0 * (9 + 10)  # explicit cycle
         + 0.5 * (11 + 12)  # perceptual
+        + 0.25 * (13 + 14)  # style diversity (the terms themselves carry its sign)
     )
     assert losses.total_generator_loss(t, w).item() == pytest.approx(want)
 
@@ -76,7 +77,7 @@ def test_every_term_has_a_weight_key_of_the_config():
 
 
 def test_total_generator_loss_without_optional_terms_uses_defaults():
-    t = {k: v for k, v in _hand_terms().items() if not k.startswith(("cyc", "vgg"))}
+    t = {k: v for k, v in _hand_terms().items() if not k.startswith(("cyc", "vgg", "div"))}
     want = 1 * (1 + 2) + 10 * (3 + 4) + 1 * (5 + 6) + 1 * (7 + 8)
     assert losses.total_generator_loss(t, LossConfig()).item() == pytest.approx(want)
 
