@@ -59,7 +59,7 @@ def test_the_cpu_preset_is_tiny_with_the_ablations_winner_and_leaves_tiny_alone(
     changed = {(section, key) for section in tiny if isinstance(tiny[section], dict)
                for key in tiny[section] if tiny[section][key] != cpu[section][key]}  # fmt: skip
     assert changed == {("optim", "lr"), ("train", "iters")}
-    assert (cpu["optim"]["lr"], tiny["optim"]["lr"]) == (8e-4, 2e-4)
+    assert (cpu["optim"]["lr"], tiny["optim"]["lr"]) == (4e-4, 2e-4)
     assert config.PRESETS["tiny"]["train"]["iters"] == 2500  # deriving copied, not shared, tiny's tables
 
 
