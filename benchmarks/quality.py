@@ -44,8 +44,9 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from munit_cli import checkpoint, evaluate, images, infer, metrics, runtime, styles
+from munit_cli import checkpoint, config, evaluate, images, infer, metrics, runtime, styles
 from munit_cli.console import err, progress
+from munit_cli.errors import MunitError
 
 TEST_PREFIXES = "012"
 # Training runs until the benchmark stops it: the budget is time, not iterations.
@@ -149,9 +150,9 @@ class Trained:
     seconds: float
 
 
-def train_command(row: Row, train: Path, names: tuple[str, str], run: Path, args) -> list[str]:
-    """`munit train` for one row. The benchmark's settings go in as `--set`s before the row's own,
-    so that a row may change them (`--row seed1:cpu:train.seed=1`): a flag would win over its `--set`."""
+def row_sets(row: Row, args) -> list[str]:
+    """A row's `--set`s: the benchmark's settings first, then the row's own, so that a row may
+    change them (`--row seed1:cpu:train.seed=1`): a flag would win over its `--set`."""
     settings = {
         "data.load_size": args.size,
         "data.crop_size": args.size,
@@ -159,9 +160,24 @@ def train_command(row: Row, train: Path, names: tuple[str, str], run: Path, args
         "train.device": args.device,
         "train.iters": UNBOUNDED_ITERS,
     }
+    return [f"{key}={value}" for key, value in settings.items()] + row.overrides
+
+
+def check_rows(rows: list[Row], args) -> None:
+    """Every row's config resolved before anything trains, so a typo stops the benchmark at once
+    rather than after the other rows have started."""
+    for row in rows:
+        try:
+            config.resolve(row.preset, overrides=config.parse_set(row_sets(row, args)))
+        except MunitError as exc:
+            raise ValueError(f"--row {row.label}: {exc}") from None
+
+
+def train_command(row: Row, train: Path, names: tuple[str, str], run: Path, args) -> list[str]:
+    """`munit train` for one row, for args.minutes of wall clock."""
     command = [sys.executable, "-m", "munit_cli", "train", str(train / names[0]), str(train / names[1])]
     command += ["--out", str(run), "--preset", row.preset, "--minutes", str(args.minutes)]
-    for override in [f"{key}={value}" for key, value in settings.items()] + row.overrides:
+    for override in row_sets(row, args):
         command += ["--set", override]
     return command + (["--overwrite"] if run.exists() else [])
 
@@ -540,6 +556,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--sheet-styles cannot exceed --num-styles (the sheet shows scored styles)")
     try:
         args.rows = rows_from(args.row, args.skip)
+        check_rows(args.rows, args)
     except ValueError as exc:
         parser.error(str(exc))
     return args
