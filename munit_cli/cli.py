@@ -119,7 +119,7 @@ def parse_names(names: str | None) -> tuple[str, str] | None:
 # train
 
 
-PresetOpt = typer.Option(None, "--preset", "-p", help="Named preset: paper (the reference recipe), fast (GPU throughput), cpu (real data at 64 px on a CPU), tiny (demo and tests).")
+PresetOpt = typer.Option(None, "--preset", "-p", help="Named preset: paper (the reference recipe), fast (GPU throughput), cpu (real data at 64 px on a CPU, and the demo), tiny (tests).")
 ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file (\\[model], \\[loss], \\[optim], \\[data], \\[train] tables).")
 SetOpt = typer.Option(None, "--set", help="Override any config key: --set model.dim=32 (repeatable).")
 
@@ -286,12 +286,12 @@ def _print_prepare_table(summary: "Any") -> None:
 @report_errors
 def demo(
     out: Path = typer.Option(Path("munit-demo"), "--out", "-o", help="Folder for the demo data, run and results."),
-    iters: Optional[int] = typer.Option(None, help="Training iterations (default: the tiny preset's)."),
+    iters: Optional[int] = typer.Option(None, help="Training iterations (default: 2000)."),
     seed: int = typer.Option(0, help="Seed for the data and the training."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace what an earlier demo wrote in --out (only a folder munit demo made)."),
     json_out: bool = typer.Option(False, "--json", help="Print the result paths as JSON on stdout."),
 ) -> None:
-    """Make synthetic data, train the tiny preset and show results.  [dim]munit demo[/dim]"""
+    """Make synthetic data, train the cpu preset and show results.  [dim]munit demo[/dim]"""
     from munit_cli import demo as demo_mod
 
     result = demo_mod.run(out, iters=iters, seed=seed, overwrite=overwrite)

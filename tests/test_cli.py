@@ -64,6 +64,14 @@ def test_command_help_has_an_example(name):
     assert f"munit {name}" in result.output  # an example line
 
 
+def test_demo_help_names_the_demos_preset_and_steps():
+    from munit_cli import demo
+
+    result = runner.invoke(app, ["demo", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert f"default: {demo.DEMO_ITERS}" in result.output and f"the {demo.DEMO_PRESET} preset" in result.output
+
+
 def test_every_command_help_answers():
     for name in command_names(app):
         result = runner.invoke(app, [name, "--help"])
