@@ -69,7 +69,7 @@ def test_demo_help_names_the_demos_preset_and_steps():
 
     result = runner.invoke(app, ["demo", "--help"], terminal_width=200)
     assert result.exit_code == 0
-    assert f"default: {demo.DEMO_ITERS}" in result.output and f"the {demo.DEMO_PRESET} preset" in result.output
+    assert f"default: {demo.DEMO_TRAIN['iters']}" in result.output and f"the {demo.DEMO_PRESET} preset" in result.output
 
 
 def test_every_command_help_answers():
