@@ -25,8 +25,8 @@ DEMO_TRAIN_IMAGES = 400
 DEMO_TEST_IMAGES = 8
 # The recommended CPU setting, for 2000 steps, with tiny's shorter weight average: the preset's
 # spans about the last 1000 steps, too long for a run this short (shapes quality gate, one thread,
-# content IoU after 2000 steps: 0.71 with EMA 0.99, 0.62 with 0.999; `tiny`, which the demo used to
-# train for 2500 steps: 0.61-0.66; docs/benchmarks.md).
+# content IoU after 2000 steps: 0.71 with EMA 0.99, 0.62 with 0.999). Against the 2500 steps of
+# `tiny` the demo used to train: as good, in about a fifth less time (docs/benchmarks.md).
 DEMO_PRESET = "cpu"
 DEMO_TRAIN = {"iters": 2000, "ema_decay": 0.99}
 DEMO_STYLES = 5
