@@ -1,8 +1,8 @@
 """`munit demo`: the whole product on built-in data, in minutes on a CPU.
 
 Synthetic shapes (outlines <-> filled, textured shapes) are generated, the `cpu` preset trains on
-them for a short run (DEMO_TRAIN), and the results are written next to the run: the test outlines translated in several
-styles, and an animated interpolation between two styles.
+them for a short run (DEMO_TRAIN), and the results are written next to the run: the test
+outlines translated in several styles, and an animated interpolation between two styles.
 
 The demo folder holds a marker file first of all; `--overwrite` removes only a folder that has
 it, and in it only what the demo writes.
