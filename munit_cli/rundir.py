@@ -74,9 +74,12 @@ def _visible_entries(out: Path) -> list[str]:
 
 def is_run_folder(out: Path) -> bool:
     """Recognised by its marker files: a valid run.json, or (a run killed before writing it) a
-    config.toml among entries that are all munit's."""
+    config.toml among entries that are all munit's, or (killed while writing run.json, its first
+    file) nothing but the hidden temporary files of munit's atomic writes."""
     entries = _visible_entries(out)
     if RunInfo.read(out) is not None:
+        return True
+    if entries and all(files.TEMP_NAME.match(name) for name in entries):
         return True
     return CONFIG_FILE in entries and all(_own(name) for name in entries)
 

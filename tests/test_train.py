@@ -267,6 +267,27 @@ def test_non_empty_out_is_refused_without_resume_or_overwrite(tiny_cfg, tiny_set
     assert [p.name for p in out.iterdir()] == ["precious.txt"]
 
 
+def test_a_run_killed_while_writing_its_first_file_can_start_again(tiny_cfg, image_folders, tmp_path):
+    """kill -9 during the atomic write of run.json leaves only its hidden temporary file: the folder
+    is munit's, the retry starts and clears it. A look-alike name next to a user's file is not
+    enough."""
+    a, b = image_folders
+    out = tmp_path / "run"
+    out.mkdir()
+    leftover = out / ".run.json.999999.0badcafe.tmp"
+    leftover.write_bytes(b'{"run_id": "')
+    assert train.run(tiny_cfg(train={"iters": 2}), [a, b], out).step == 2
+    assert not leftover.exists() and (out / rundir.RUN_FILE).is_file()
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / ".run.json.999999.0badcafe.tmp").write_bytes(b"{")
+    (mixed / "notes.txt").write_text("mine")
+    with pytest.raises(MunitError, match="not a munit run folder"):
+        train.run(tiny_cfg(train={"iters": 2}), [a, b], mixed, overwrite=True)
+    assert sorted(p.name for p in mixed.iterdir()) == [".run.json.999999.0badcafe.tmp", "notes.txt"]
+
+
 @pytest.fixture
 def finished_run(tiny_cfg, image_folders, tmp_path):
     a, b = image_folders
@@ -499,7 +520,7 @@ def test_a_run_that_failed_before_its_first_step_does_not_block_the_retry(
     a, b = image_folders
     out = tmp_path / "run"
 
-    def failing_step(self, x_a, x_b, step):
+    def failing_step(self, x_a, x_b, step, budget_used):
         raise MunitError("out of memory (simulated)")
 
     with monkeypatch.context() as m:
