@@ -60,6 +60,7 @@ class OptimConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     weight_decay: float = 1e-4
+    lr_policy: str = "step"  # step (the paper: times lr_gamma every lr_step) or linear (to zero at the end)
     lr_step: int = 100_000  # halve the learning rate every lr_step iterations
     lr_gamma: float = 0.5
     fused: bool = False  # fused Adam kernel (speed option; same update up to rounding)
@@ -365,6 +366,7 @@ LIMITS: dict[str, dict[str, tuple[int | float, int | float]]] = {
     "loss": {"r1_w": (0.0, 1e6)},
 }
 GAN_TYPES = ("lsgan", "hinge")
+LR_POLICIES = ("step", "linear")
 DIS_AUGMENTATIONS = ("colour", "translation", "cutout")
 # The widest layers: content channels dim * 2**n_downsample, the last discriminator layer's
 # dis_dim * 2**(dis_n_layer - 1).
@@ -421,6 +423,8 @@ def validate(cfg: Config) -> None:
         raise UsageError(f"optim.beta1 and optim.beta2 must be in [0, 1), got {o.beta1} and {o.beta2}")
     if not 0 < o.lr_gamma <= 1:
         raise UsageError(f"optim.lr_gamma must be in (0, 1] (the factor of each learning-rate step), got {o.lr_gamma}")
+    if o.lr_policy not in LR_POLICIES:
+        raise UsageError(f"optim.lr_policy must be one of {', '.join(LR_POLICIES)}, got {o.lr_policy!r}")
     if cfg.loss.gan_type not in GAN_TYPES:
         raise UsageError(f"loss.gan_type must be one of {', '.join(GAN_TYPES)}, got {cfg.loss.gan_type!r}")
     dis_augment_policy(cfg.loss.dis_augment)

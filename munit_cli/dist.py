@@ -92,13 +92,18 @@ def mean_of(values: dict[str, float]) -> dict[str, float]:
 
 def any_rank(flag: bool) -> bool:
     """True on every rank if it is true on any (so all ranks stop at the same step)."""
+    return largest(1.0 if flag else 0.0) > 0
+
+
+def largest(value: float) -> float:
+    """The largest of the ranks' values, on every rank."""
     if not launched():
-        return flag
+        return value
     import torch.distributed as tdist
 
-    t = torch.tensor([1.0 if flag else 0.0], device=_collective_device())
+    t = torch.tensor([value], dtype=torch.float64, device=_collective_device())
     tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
-    return bool(t.item())
+    return float(t.item())
 
 
 def ranks_agree(module: torch.nn.Module) -> bool:

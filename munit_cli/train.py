@@ -33,16 +33,23 @@ from munit_cli.runtime import hash_seed, pick_device
 # Small pieces
 
 
-def learning_rate(cfg: Config, step: int, base: float | None = None) -> float:
-    """The learning rate of iteration `step` (0-based): base * gamma ** ((step + 1) // lr_step),
-    with base = optim.lr unless given, times (step + 1) / warmup during an optional warm-up.
+def learning_rate(cfg: Config, step: int, base: float | None = None, budget_used: float = 0.0) -> float:
+    """The learning rate of iteration `step` (0-based), from base = optim.lr unless given, times
+    (step + 1) / warmup during an optional warm-up.
 
-    The authors' step scheduler advances before each update, so iteration k already trains with
-    the rate of k + 1 iterations done: the first halving applies at iteration lr_step - 1. A pure
-    function of the step, so there is nothing to save for an exact resume."""
+    optim.lr_policy "step" (the paper's): base * gamma ** ((step + 1) // lr_step). The authors' step
+    scheduler advances before each update, so iteration k already trains with the rate of k + 1
+    iterations done: the first halving applies at iteration lr_step - 1. "linear": falls in a
+    straight line to zero at the end of the run, which is train.iters or the end of the --minutes
+    budget (`budget_used`, its fraction gone), whichever comes first: a budget is spent in full at
+    any speed of the machine."""
     o = cfg.optim
     warm = min(1.0, (step + 1) / o.warmup) if o.warmup else 1.0
-    return (o.lr if base is None else base) * warm * o.lr_gamma ** ((step + 1) // o.lr_step)
+    if o.lr_policy == "linear":
+        decay = max(0.0, 1.0 - max(step / cfg.train.iters, budget_used))
+    else:
+        decay = o.lr_gamma ** ((step + 1) // o.lr_step)
+    return (o.lr if base is None else base) * warm * decay
 
 
 def make_optimizer(params, cfg: Config) -> torch.optim.Adam:
@@ -225,14 +232,15 @@ class Trainer:
         g = torch.Generator().manual_seed(hash_seed(self.cfg.train.seed, "dis-augment", step))
         return lambda x: augment_mod.augment(x, self.dis_augment, g)
 
-    def step(self, x_a: torch.Tensor, x_b: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        """Iteration `step` (0-based) on this rank's batches; returns detached loss terms."""
+    def step(self, x_a: torch.Tensor, x_b: torch.Tensor, step: int, budget_used: float = 0.0) -> dict[str, torch.Tensor]:
+        """Iteration `step` (0-based) on this rank's batches, `budget_used` of a time budget gone
+        (for the learning rate); returns detached loss terms."""
         cfg, ac = self.cfg, self.autocast
         x_a = x_a.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         x_b = x_b.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         for opt, base in ((self.opt_gen, cfg.optim.lr), (self.opt_dis, cfg.optim.lr_dis or cfg.optim.lr)):
             for group in opt.param_groups:
-                group["lr"] = learning_rate(cfg, step, base)
+                group["lr"] = learning_rate(cfg, step, base, budget_used)
         augment = self.augmenter(step)
         g = step_generator(cfg.train.seed, step)
         bs, dim, cycle = x_a.shape[0], cfg.model.style_dim, cfg.loss.recon_x_cyc_w > 0
@@ -380,7 +388,7 @@ def run(
                 raise MunitError(f"{out / rundir.RUN_FILE}: missing after rank 0 wrote it (a bug: please report it)")
             start = resume_into(trainer, out, resume, checkpoint.model_fingerprint(info.run_id, cfg), announce=False)
         fingerprint = checkpoint.model_fingerprint(info.run_id, cfg)
-        session = Session(cfg, ctx, out, trainer, info.names, fingerprint, samples, deadline=deadline)
+        session = Session(cfg, ctx, out, trainer, info.names, fingerprint, samples, deadline=deadline, budget_s=60 * (minutes or 0))
         result = session.train(source_a, source_b, start)
     dist.shutdown()
     return result
@@ -488,6 +496,20 @@ class Session:
     samples: Samples
     saved_at: int = 0  # the newest step whose checkpoint is on disk (or the step the run started at)
     deadline: float | None = None  # time.monotonic() at which the --minutes budget ends
+    budget_s: float = 0.0  # the --minutes budget in seconds
+    _budget_used: float = field(default=0.0, init=False)
+
+    def budget_used(self, step: int) -> float:
+        """The fraction of the --minutes budget gone (0 without one). Every step on one process;
+        under DDP the ranks' clocks differ, so they agree on the largest at log intervals only and
+        hold it in between: their learning rates must stay equal."""
+        if self.deadline is None:
+            return 0.0
+        if self.ctx.world > 1 and step % self.cfg.train.log_every:
+            return self._budget_used
+        left = (self.deadline - time.monotonic()) / self.budget_s
+        self._budget_used = dist.largest(min(1.0, max(0.0, 1.0 - left)))
+        return self._budget_used
 
     def save(self, step: int) -> None:
         """Checkpoint `step` (rank 0 writes, every rank waits for it)."""
@@ -563,11 +585,11 @@ class Session:
             try:
                 while step < iters:
                     x_a, x_b = loader.get(step)
-                    log.add(trainer.step(x_a, x_b, step))
+                    log.add(trainer.step(x_a, x_b, step, self.budget_used(step)))
                     step += 1
                     at_log = due(step, cfg.train.log_every)
                     if at_log:
-                        self.check_finite(log.flush(step, learning_rate(cfg, step - 1)), step)
+                        self.check_finite(log.flush(step, trainer.opt_gen.param_groups[0]["lr"]), step)
                         if ctx.is_main and not is_tty():
                             err.print(f"step {step}/{iters}  {log.status()}")
                         if tb is not None:

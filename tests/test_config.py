@@ -134,6 +134,8 @@ def test_set_preset_key_is_an_error_not_ignored():
         ("optim", "weight_decay", math.inf),
         ("optim", "beta1", math.nan),
         ("optim", "lr_step", 0),
+        ("optim", "lr_policy", "cosine"),
+        ("optim", "lr_policy", "Linear"),
         ("loss", "gan_w", math.nan),
         ("loss", "recon_x_w", math.inf),
         ("loss", "recon_c_w", -1.0),

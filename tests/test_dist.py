@@ -98,3 +98,13 @@ def test_two_workers_with_the_fast_path_options(shapes, tmp_path):
     assert all(v is not None and v == v for v in summary["losses"].values())  # finite, not NaN
     stored = (tmp_path / "fast" / "config.toml").read_text()
     assert 'precision = "bf16"' in stored and "share_translations = true" in stored
+
+
+def test_two_workers_share_the_budget_schedule(shapes, tmp_path):
+    """optim.lr_policy=linear with --minutes: the ranks' clocks differ, yet their learning rates
+    must not (the trainer checks that both end with the same weights)."""
+    linear = ["--set", "optim.lr_policy=linear", "--set", "optim.lr=1e-3", "--minutes", "60"]
+    summary = train(shapes, tmp_path / "budget", "--iters", "4", "--batch-size", "2", "--gpus", "2", *linear)
+    assert summary["world_size"] == 2 and summary["step"] == 4
+    rates = [json.loads(line)["lr"] for line in (tmp_path / "budget" / "metrics.jsonl").read_text().splitlines()]
+    assert rates == pytest.approx([7.5e-4, 2.5e-4], rel=1e-2)  # steps 1 and 3 of 4: the hour has barely begun

@@ -3,10 +3,13 @@ objective, the training updates' terms, the VGG perceptual loss's weights handli
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 import torch
 
-from munit_cli import losses, models, train
+from munit_cli import dist, losses, models, train
 from munit_cli.config import LossConfig
 from munit_cli.errors import MunitError
 
@@ -226,6 +229,44 @@ def test_learning_rate_matches_a_step_scheduler_stepped_before_each_update(tiny_
         for iteration in range(12):
             scheduler.step()
             assert train.learning_rate(cfg, iteration) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12), iteration
+
+
+def test_linear_learning_rate_reaches_zero_at_the_end_of_the_iterations_or_the_budget(tiny_cfg):
+    cfg = tiny_cfg(optim={"lr_policy": "linear", "lr": 1e-3, "lr_step": 2}, train={"iters": 100})
+    assert train.learning_rate(cfg, 0) == pytest.approx(1e-3)
+    assert train.learning_rate(cfg, 50) == pytest.approx(5e-4)  # lr_step plays no part
+    assert train.learning_rate(cfg, 99) == pytest.approx(1e-5)  # the last update still moves
+    # a time budget three quarters gone wins over the iterations' tenth
+    assert train.learning_rate(cfg, 10, budget_used=0.75) == pytest.approx(2.5e-4)
+    assert train.learning_rate(cfg, 90, budget_used=0.5) == pytest.approx(1e-4)
+    assert train.learning_rate(cfg, 10, budget_used=1.0) == 0.0
+    assert train.learning_rate(cfg, 10, base=2e-3, budget_used=0.5) == pytest.approx(1e-3)  # D's own rate
+    step = tiny_cfg(train={"iters": 100}, optim={"lr": 1e-3})
+    assert train.learning_rate(step, 99, budget_used=0.9) == 1e-3  # the paper's policy ignores the budget
+
+
+def test_linear_learning_rate_in_a_run_follows_its_iterations_and_its_budget(image_folders, tiny_cfg, tmp_path):
+    a, b = image_folders
+    cfg = tiny_cfg(optim={"lr_policy": "linear", "lr": 1e-3}, train={"iters": 4, "log_every": 1})
+
+    def logged_rates(out):
+        return [json.loads(line)["lr"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+    train.run(cfg, [a, b], tmp_path / "hour", minutes=60)  # an hour: seconds of it gone barely count
+    assert logged_rates(tmp_path / "hour") == pytest.approx([1e-3, 7.5e-4, 5e-4, 2.5e-4], rel=1e-3)
+    # a budget already spent when the first step starts: that step trains at rate zero
+    result = train.run(cfg, [a, b], tmp_path / "spent", minutes=1e-6)
+    assert result.step == 1 and logged_rates(tmp_path / "spent") == [0.0]
+
+
+def test_the_budget_used_is_the_fraction_of_the_minutes_gone(tiny_cfg):
+    cfg = tiny_cfg()
+    session = train.Session(cfg, dist.Context(0, 1, 0, torch.device("cpu")), None, None, ("a", "b"), "", None)
+    assert session.budget_used(0) == 0.0  # no budget
+    half = train.Session(cfg, dist.Context(0, 1, 0, torch.device("cpu")), None, None, ("a", "b"), "", None, 0, time.monotonic() + 30, 60.0)
+    assert half.budget_used(0) == pytest.approx(0.5, abs=0.02)
+    over = train.Session(cfg, dist.Context(0, 1, 0, torch.device("cpu")), None, None, ("a", "b"), "", None, 0, time.monotonic() - 5, 60.0)
+    assert over.budget_used(7) == 1.0
 
 
 # ---------------------------------------------------------------------------------------------
