@@ -108,3 +108,6 @@ def test_two_workers_share_the_budget_schedule(shapes, tmp_path):
     assert summary["world_size"] == 2 and summary["step"] == 4
     rates = [json.loads(line)["lr"] for line in (tmp_path / "budget" / "metrics.jsonl").read_text().splitlines()]
     assert rates == pytest.approx([7.5e-4, 2.5e-4], rel=1e-2)  # steps 1 and 3 of 4: the hour has barely begun
+    # a budget of 3 seconds leads the schedule: each rank's own clock would give each its own rate
+    short = train(shapes, tmp_path / "short", "--iters", "100000", "--batch-size", "2", "--gpus", "2", *linear[:4], "--minutes", "0.05")
+    assert short["world_size"] == 2 and 0 < short["step"] < 100000
