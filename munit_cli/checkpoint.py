@@ -38,7 +38,7 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     """A safetensors file with `metadata` and a checksum entry that `read_tensors` verifies."""
     from safetensors.torch import save
 
-    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    data = save(_unshared(tensors), metadata=metadata)
     size = int.from_bytes(data[:8], "little")
     header = json.loads(data[8 : 8 + size])
     body = memoryview(data)[8 + size :]
@@ -46,6 +46,19 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     head = json.dumps(header, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)  # as safetensors does: the tensor data stays 8-byte aligned
     files.write_atomic(path, len(head).to_bytes(8, "little"), head, body, durable=True)
+
+
+def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous CPU tensors, each in memory of its own: safetensors refuses tensors that share
+    memory, as a content encoder serving both domains does under its two names."""
+    out, seen = {}, set()
+    for key, value in tensors.items():
+        t = value.detach().contiguous().cpu()
+        if t.untyped_storage().data_ptr() in seen:
+            t = t.clone()
+        seen.add(t.untyped_storage().data_ptr())
+        out[key] = t
+    return out
 
 
 def _checksum(header: dict, body: Iterable[bytes | memoryview]) -> str:

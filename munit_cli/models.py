@@ -260,6 +260,10 @@ class MUNIT(nn.Module):
         super().__init__()
         self.gen_a = Generator(cfg)
         self.gen_b = Generator(cfg)
+        if cfg.shared_content_encoder:
+            # one module under both names: both generators stay complete (inference, export and
+            # the state dict need no special case), the optimiser sees its parameters once
+            self.gen_b.content_encoder = self.gen_a.content_encoder
 
     def generator(self, domain: str) -> Generator:
         return self.gen_a if domain == "a" else self.gen_b

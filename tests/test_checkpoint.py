@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -69,6 +70,25 @@ def test_generator_round_trip(tmp_path, trained):
     with torch.no_grad():
         torch.testing.assert_close(loaded.model.gen_b.decode(loaded.model.gen_a.encode(x)[0], s),
                                    gen.gen_b.decode(gen.gen_a.encode(x)[0], s), atol=0, rtol=0)
+
+
+def test_generator_with_a_shared_content_encoder_round_trips(tmp_path, tiny_cfg):
+    cfg = tiny_cfg(model={"shared_content_encoder": True})
+    torch.manual_seed(0)
+    gen, _ = models.build(cfg.model)
+    ema = copy.deepcopy(gen)  # as train.EMA keeps it: the copy shares its encoder the same way
+    path = tmp_path / "gen.safetensors"
+    checkpoint.save_generator(path, gen, cfg, ("edges", "shoes"), 7, "abcdef0123456789", ema=ema)
+
+    tensors, _ = checkpoint.read_tensors(path, checkpoint.GENERATOR_KIND)
+    key = "content_encoder.model.0.1.weight"
+    for prefix in ("", checkpoint.EMA_PREFIX):  # each generator stays complete in the file
+        assert torch.equal(tensors[f"{prefix}gen_a.{key}"], tensors[f"{prefix}gen_b.{key}"])
+    loaded = checkpoint.load_generator(path)
+    assert loaded.cfg.model.shared_content_encoder
+    assert loaded.model.gen_a.content_encoder is loaded.model.gen_b.content_encoder
+    for name, value in gen.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], value), name
 
 
 def test_generator_file_with_ema_weights(tmp_path, trained):

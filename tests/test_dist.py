@@ -87,17 +87,19 @@ def test_gpus_without_gpus_is_a_clear_error(shapes, tmp_path, monkeypatch):
 
 
 def test_two_workers_with_the_fast_path_options(shapes, tmp_path):
-    """DDP together with bf16 autocast, channels_last, fused Adam and the shared translation pass:
-    the run ends with both ranks holding the same weights (checked by the trainer itself)."""
+    """DDP together with bf16 autocast, channels_last, fused Adam, the shared translation pass and
+    one content encoder for both domains: the run ends with both ranks holding the same weights
+    (checked by the trainer itself)."""
     fast = [
         "--precision", "bf16", "--set", "train.channels_last=true", "--set", "optim.fused=true",
-        "--set", "train.share_translations=true",
+        "--set", "train.share_translations=true", "--set", "model.shared_content_encoder=true",
     ]  # fmt: skip
     summary = train(shapes, tmp_path / "fast", "--iters", "2", "--batch-size", "2", "--gpus", "2", *fast)
     assert summary["world_size"] == 2 and summary["step"] == 2
     assert all(v is not None and v == v for v in summary["losses"].values())  # finite, not NaN
     stored = (tmp_path / "fast" / "config.toml").read_text()
     assert 'precision = "bf16"' in stored and "share_translations = true" in stored
+    assert "shared_content_encoder = true" in stored
 
 
 def test_two_workers_share_the_budget_schedule(shapes, tmp_path):

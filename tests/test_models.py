@@ -196,6 +196,21 @@ def test_every_generator_parameter_gets_a_gradient_from_the_generator_objective(
     _check_all_grads(gen)
 
 
+def test_a_shared_content_encoder_is_one_network_that_both_domains_train():
+    separate, shared = models.build(small())[0], models.build(small(shared_content_encoder=True))[0]
+    assert shared.gen_a.content_encoder is shared.gen_b.content_encoder
+    assert separate.gen_a.content_encoder is not separate.gen_b.content_encoder
+    one_encoder = models.count_parameters(separate.gen_a.content_encoder)
+    assert models.count_parameters(shared) == models.count_parameters(separate) - one_encoder
+
+    # a loss on domain B's images alone reaches the encoder through domain A's name as well
+    x_a, x_b, s_a, s_b = _batch(small())
+    out = shared(x_a, x_b, s_a, s_b)
+    (out["x_b_recon"] - x_b).abs().mean().backward()
+    first_conv = shared.gen_a.content_encoder.model[0][1].weight
+    assert first_conv.grad is not None and first_conv.grad.abs().max() > 0
+
+
 def test_every_discriminator_parameter_gets_a_gradient_from_the_discriminator_objective(tiny_cfg):
     cfg = tiny_cfg()
     torch.manual_seed(0)
