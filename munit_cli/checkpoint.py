@@ -172,7 +172,20 @@ def load_state_dict_checked(module: torch.nn.Module, tensors: dict[str, torch.Te
     """Compare keys and shapes before loading, so a file for another architecture is a clear error."""
     expected = module.state_dict()
     check_fits(expected, tensors, path)
+    check_shared_agree(expected, tensors, path)
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+
+
+def check_shared_agree(expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """A weight the module shares under two names (one content encoder for both domains) must be
+    stored twice with the same values; otherwise the later name would silently win."""
+    first: dict[int, str] = {}
+    for key, weight in expected.items():
+        if not weight.numel():
+            continue
+        other = first.setdefault(weight.data_ptr(), key)
+        if other != key and not torch.equal(tensors[key], tensors[other]):
+            raise MunitError(f"{path}: {other} and {key} are one shared weight but the file holds different values")
 
 
 def check_fits(expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor], path: Path) -> None:

@@ -223,13 +223,16 @@ class ResumePoint:
     gen_path: Path
     gen_tensors: dict[str, torch.Tensor]
     gen_fingerprint: str
+    gen_model: dict  # the network settings it was trained with (the `model` table of its config)
 
 
 def _read_pair(state_path: Path) -> ResumePoint:
     gen_path = state_path.with_name(state_path.name.replace("state_", "gen_"))
     state = checkpoint.read_tensors(state_path, checkpoint.STATE_KIND)
     gen_tensors, gen_metadata = checkpoint.read_tensors(gen_path, checkpoint.GENERATOR_KIND)
-    return ResumePoint(state_path, state, gen_path, gen_tensors, gen_metadata.get("fingerprint", ""))
+    gen_cfg = checkpoint.parse_metadata(gen_path, gen_metadata)[0]
+    fingerprint = gen_metadata.get("fingerprint", "")
+    return ResumePoint(state_path, state, gen_path, gen_tensors, fingerprint, gen_cfg.to_dict()["model"])
 
 
 def find_resume_point(out: Path, resume: str) -> ResumePoint | None:
@@ -245,6 +248,20 @@ def find_resume_point(out: Path, resume: str) -> ResumePoint | None:
         except MunitError as exc:
             err.print(f"[yellow]warning:[/] {escape(str(exc))}; trying the previous checkpoint", markup=True)
     return None
+
+
+def check_architecture(point: ResumePoint, model: dict) -> None:
+    """Resuming with other network settings than the checkpoint's is refused before any weight
+    loads, naming the keys: some (model.shared_content_encoder) keep every weight's name and shape,
+    so the weights alone would load and the mismatch would surface later, as a puzzle."""
+    changed = [key for key in model if point.gen_model.get(key) != model[key]]
+    if changed:
+        found = ", ".join(f"model.{k} {json.dumps(point.gen_model.get(k))} (now {json.dumps(model[k])})" for k in changed)
+        raise MunitError(
+            f"{files.display_path(point.gen_path)} was trained with other network settings: {found}",
+            hint="resume with the run's own settings: drop --preset, --config and --set model.* "
+            "(the run's config.toml is then used), or start a new run in another folder",
+        )
 
 
 def check_fingerprint(point: ResumePoint, extra: dict, fingerprint: str) -> None:

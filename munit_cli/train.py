@@ -400,6 +400,7 @@ def resume_into(trainer: Trainer, out: Path, resume: str | None, fingerprint: st
     point = rundir.find_resume_point(out, resume) if resume else None
     if point is None:
         return 0
+    rundir.check_architecture(point, trainer.cfg.to_dict()["model"])
     raw, averaged = checkpoint.split_ema(point.gen_tensors)
     checkpoint.load_state_dict_checked(trainer.gen, raw, point.gen_path)
     if trainer.ema is not None:

@@ -90,6 +90,14 @@ def test_generator_with_a_shared_content_encoder_round_trips(tmp_path, tiny_cfg)
     for name, value in gen.state_dict().items():
         assert torch.equal(loaded.model.state_dict()[name], value), name
 
+    # a file whose two copies of the shared encoder disagree is refused, not half loaded
+    for prefix in ("", checkpoint.EMA_PREFIX):
+        tensors[f"{prefix}gen_b.{key}"] = tensors[f"{prefix}gen_b.{key}"] + 1
+    forged = tmp_path / "forged.safetensors"
+    checkpoint.save_tensors(forged, tensors, checkpoint.read_tensors(path, checkpoint.GENERATOR_KIND)[1])
+    with pytest.raises(MunitError, match=f"gen_a.{key} and gen_b.{key} are one shared weight"):
+        checkpoint.load_generator(forged)
+
 
 def test_generator_file_with_ema_weights(tmp_path, trained):
     cfg, gen, *_ = trained
