@@ -2,7 +2,9 @@
 5 minutes on one thread on fluent64, turns line art into flat colour better than doing nothing
 (KID against the held-out flat images), run end to end through benchmarks/quality.py.
 
-Measured (this test, 10.9 minutes in all, 731 steps): 41.4 against doing nothing's 63.1. In the
+Measured (this test, 10.9 minutes in all, 731 steps): 41.4 against doing nothing's 63.1; with one
+content encoder for both domains (`cpu` now), 43.9 after 574 steps in 11.0 minutes while another
+one-thread training shared the two cores. In the
 ablation (docs/benchmarks.md) three near-identical settings scored 40.3, 40.5 and 41.9 and KID's
 std over subsets is about 2, so a margin of 10 leaves room for a slower machine's fewer steps and still fails a setting that
 only matches doing nothing (the `tiny` preset scored 96.7 here).
