@@ -72,6 +72,21 @@ def test_demo_help_names_the_demos_preset_and_steps():
     assert f"default: {demo.DEMO_TRAIN['iters']}" in result.output and f"the {demo.DEMO_PRESET} preset" in result.output
 
 
+def test_demo_trains_its_preset_with_the_demos_changes(tmp_path, monkeypatch):
+    from munit_cli import config, demo
+    from munit_cli.errors import MunitError
+
+    trained = []
+    monkeypatch.setattr(demo.train, "run", lambda cfg, *args, **kwargs: trained.append(cfg))  # returns None
+    with pytest.raises(MunitError, match="worker of a distributed run"):
+        demo.run(tmp_path / "demo", iters=7, seed=3)
+    (cfg,) = trained
+    assert cfg.preset == demo.DEMO_PRESET == "cpu"
+    assert (cfg.train.iters, cfg.train.ema_decay, cfg.train.seed) == (7, 0.99, 3)
+    # the preset's one content encoder is left out: on the shapes its styles differed too little
+    assert config.resolve("cpu").model.shared_content_encoder and not cfg.model.shared_content_encoder
+
+
 def test_every_command_help_answers():
     for name in command_names(app):
         result = runner.invoke(app, [name, "--help"])

@@ -27,11 +27,12 @@ ITERS = 1500  # three quarters of the demo's steps, to keep the slow test short
 # Synthetic fills stand at least 110 (RGB distance) from their background; 70 sits above noisy and
 # gradient backgrounds. On the real filled test shapes this region scores IoU 0.96 (min 0.86 over 200).
 REGION_THRESHOLD = 70.0
-# Measured with these settings (one thread), the demo's (the `cpu` preset with EMA 0.99): after ITERS
-# steps IoU 0.60, diversity 0.34 (0.42 / 0.36 after 500 steps, 0.55 / 0.33 after 1000, 0.71 / 0.36
-# after 2000, the demo's steps; with the preset's own EMA 0.999: 0.54 / 0.35 after 1500, 0.62 / 0.36
-# after 2000). The `tiny` preset, which the demo trained before: 0.60 / 0.38 after 1500 steps (0.47 / 0.42
-# after 500, 0.62 / 0.38 after 2000). Untrained, seeds 0-3: IoU 0.18-0.29, diversity 0.09-0.15.
+# Measured with these settings (one thread), the demo's (the `cpu` preset with EMA 0.99 and separate
+# content encoders): after ITERS steps IoU 0.60, diversity 0.34 (0.42 / 0.36 after 500 steps, 0.55 /
+# 0.33 after 1000, 0.71 / 0.36 after 2000, the demo's steps; with the preset's own EMA 0.999: 0.54 /
+# 0.35 after 1500, 0.62 / 0.36 after 2000; with the preset's one content encoder for both domains:
+# 0.73 / 0.26 after 1500, 0.70 / 0.22 after 2000). The `tiny` preset, which the demo trained before:
+# 0.60 / 0.38 after 1500 steps (0.47 / 0.42 after 500, 0.62 / 0.38 after 2000). Untrained, seeds 0-3: IoU 0.18-0.29, diversity 0.09-0.15.
 # tiny's former 3-layer, 2-scale discriminators drew rings, not fills: IoU 0.29 after 2500 steps.
 IOU_MIN = 0.45
 DIVERSITY_MIN = 0.25
@@ -96,7 +97,7 @@ def test_region_detection_finds_the_real_filled_shapes(shapes):
 
 
 def test_untrained_model_fails_the_gate(shapes, tmp_path):
-    cfg = config.resolve(demo.DEMO_PRESET)
+    cfg = config.resolve(demo.DEMO_PRESET, overrides=demo.overrides())
     torch.manual_seed(0)
     gen, _ = models.build(cfg.model)
     path = tmp_path / "untrained.safetensors"
@@ -107,10 +108,7 @@ def test_untrained_model_fails_the_gate(shapes, tmp_path):
 
 @pytest.mark.slow  # about 7 minutes of training on one core: run with `pytest -m slow`
 def test_trained_model_passes_the_gate(shapes, tmp_path):
-    overrides = {
-        "train": {**demo.DEMO_TRAIN, "iters": ITERS, "device": "cpu", "checkpoint_every": ITERS, "sample_every": ITERS,
-                  "num_preview": 2},
-    }  # fmt: skip
+    overrides = demo.overrides(iters=ITERS, device="cpu", checkpoint_every=ITERS, sample_every=ITERS, num_preview=2)
     cfg = config.resolve(demo.DEMO_PRESET, overrides=overrides)
     summary = train.run(cfg, [shapes / "trainA", shapes / "trainB"], tmp_path / "run")
     scores = gate(summary.generator, shapes)
