@@ -679,6 +679,20 @@ def frame_path(out: Path, stem: str, t: int, steps: int) -> Path:
     return out / "frames" / f"{stem}_{t:0{max(3, len(str(steps - 1)))}d}.png"
 
 
+def warn_of_other_frames(folder: Path, planned: set[str]) -> None:
+    """Frames of an earlier interpolation into the same folder (more steps, other inputs) would sit
+    among this one's and join any `frames/*.png` the user globs; they are not ours to delete, so
+    the user is told."""
+    others = sorted(p.name for p in folder.glob("*.png") if p.name not in planned) if folder.is_dir() else []
+    if others:
+        err.print(
+            f"[yellow]warning:[/] {escape(files.display_path(folder))} also holds {len(others)} other PNG "
+            f"file{'s' if len(others) > 1 else ''} (an earlier interpolation's frames?), left as they are: "
+            f"{escape(', '.join(others[:3]))}{', ...' if len(others) > 3 else ''}",
+            markup=True,
+        )
+
+
 def preview_inputs(model_path: Path, source: str) -> Path:
     """The fixed preview inputs a training run saved for `source` (preview/A or preview/B)."""
     run = checkpoint.run_folder(model_path)
@@ -731,6 +745,7 @@ def interpolate(
     items = expand_inputs([spec])
     planned = [frame_path(out, item.stem, t, steps) for item in items if not item.problem for t in range(steps)]
     files.refuse_overwrite(planned + [out / STRIP_NAME] + ([out / GIF_NAME] if gif else []), overwrite)
+    warn_of_other_frames(out / "frames", {p.name for p in planned})
 
     strips: list[list[Image.Image]] = []
     frame_paths: list[str] = []

@@ -364,6 +364,17 @@ def test_interpolation_ends_equal_translate(world, tmp_path, mode):
     assert Image.open(out / "strip.png").size == (2 + 5 * (45 + 2), 2 + 30 + 2)
 
 
+def test_interpolating_again_with_fewer_frames_names_the_earlier_ones(world, tmp_path):
+    out, args = tmp_path / "morph", ["--model", world["run"], "--size", "40", "--out", tmp_path / "morph"]
+    assert cli("interpolate", world["x"], *args, "--steps", "5").exit_code == 0
+    result = cli("interpolate", world["x"], *args, "--steps", "3", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert "also holds 2 other PNG files" in result.stderr and "im0_003.png, im0_004.png" in result.stderr
+    assert sorted(p.name for p in (out / "frames").iterdir()) == [f"im0_{t:03d}.png" for t in range(5)]  # kept
+    again = cli("interpolate", world["x"], *args, "--steps", "5", "--overwrite")
+    assert again.exit_code == 0 and "other PNG" not in again.stderr
+
+
 def test_interpolation_styles():
     s1, s2 = torch.randn(8), torch.randn(8)
     for mode in infer.MODES:
