@@ -254,9 +254,9 @@ def check_architecture(point: ResumePoint, model: dict) -> None:
     """Resuming with other network settings than the checkpoint's is refused before any weight
     loads, naming the keys: some (model.shared_content_encoder) keep every weight's name and shape,
     so the weights alone would load and the mismatch would surface later, as a puzzle."""
-    changed = [key for key in model if point.gen_model.get(key) != model[key]]
+    changed = [key for key in model if point.gen_model[key] != model[key]]  # both full `model` tables
     if changed:
-        found = ", ".join(f"model.{k} {json.dumps(point.gen_model.get(k))} (now {json.dumps(model[k])})" for k in changed)
+        found = ", ".join(f"model.{k} {json.dumps(point.gen_model[k])} (now {json.dumps(model[k])})" for k in changed)
         raise MunitError(
             f"{files.display_path(point.gen_path)} was trained with other network settings: {found}",
             hint="resume with the run's own settings: drop --preset, --config and --set model.* "
