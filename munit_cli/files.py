@@ -1,12 +1,15 @@
-"""Writing files safely: atomic replacement, leftovers of killed writers, refusing to overwrite.
+"""Writing files safely: atomic replacement, leftovers of killed writers, refusing to overwrite,
+names that fit the file system.
 
-Every file munit writes goes through `write_atomic`, so an interrupted run never leaves a
-half-written file under its final name.
+This is the one module that puts a file or folder under its final name: every file munit writes
+goes through `write_atomic` (or is finished under `temp_path` and moved with `move_into_place`),
+so an interrupted run never leaves a half-written file under its final name.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -22,10 +25,43 @@ def display_path(path: str | os.PathLike) -> str:
     return os.fsencode(path).decode("utf-8", "replace")
 
 
+def printable(value: str | bytes | os.PathLike) -> str:
+    """A path or an option value fit for a terminal: undecodable bytes as U+FFFD, control
+    characters escaped."""
+    text = value if isinstance(value, str) else display_path(value)
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+# Most file systems (ext4, XFS, btrfs, APFS, NTFS in UTF-16 units) take at most 255 bytes per name.
+MAX_NAME_BYTES = 255
+HASH_CHARS = 8
+
+
+def fit_name(stem: str, tail: str = "", limit: int = MAX_NAME_BYTES) -> str:
+    """`stem + tail` as one file name of at most `limit` bytes in UTF-8. A name that is too long
+    keeps `tail` (suffix, style tag, frame number) and the start of `stem`, cut at a character
+    boundary, followed by '~' and a short hash of the whole stem, so that two long names that
+    share their start still give two files."""
+    name = stem + tail
+    if len(os.fsencode(name)) <= limit:
+        return name
+    digest = hashlib.sha256(os.fsencode(stem)).hexdigest()[:HASH_CHARS]
+    room = limit - len(os.fsencode(tail)) - len(digest) - 1
+    if room < 1:
+        raise MunitError(f"cannot make a file name of at most {limit} bytes ending in {printable(tail)!r}")
+    kept = os.fsencode(stem)[:room].decode("utf-8", "ignore")  # drops a character cut in half
+    return f"{kept}~{digest}{tail}"
+
+
+def is_shortened(stem: str, tail: str = "") -> bool:
+    return fit_name(stem, tail) != stem + tail
+
+
 def temp_path(path: Path) -> Path:
     """The unique hidden name next to `path` that an atomic write fills before renaming it to `path`.
-    It holds the writer's pid, so `remove_stale_temporaries` can tell a crashed writer's leftovers."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    It holds the writer's pid, so `remove_stale_temporaries` can tell a crashed writer's leftovers;
+    it fits in a name's 255 bytes whenever `path`'s name does."""
+    return path.with_name(fit_name(f".{path.name}", f".{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"))
 
 
 TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")
@@ -55,6 +91,17 @@ def write_atomic(path: Path, *chunks: bytes | memoryview, durable: bool = False)
         raise
     if durable:
         _fsync_dir(path.parent)
+
+
+def move_into_place(current: Path, target: Path) -> None:
+    """Give a finished file or folder (written under `temp_path(target)`, or staged elsewhere on
+    the same file system) its final name in one rename, creating the target's folder if needed.
+    A folder replaces only an empty folder or nothing; a file replaces a file."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(current, target)
+    except OSError as exc:
+        raise MunitError(f"could not move {display_path(current)} to {display_path(target)}: {exc.strerror or exc}") from None
 
 
 def _fsync_dir(folder: Path) -> None:
