@@ -62,12 +62,12 @@ class FolderSource:
         self.name = self.folder.name
         if not self.folder.is_dir():
             raise MunitError(f"{self.folder}: no such folder")
-        self.paths = images.list_images(self.folder)
-        if not self.paths:
-            raise MunitError(
-                f"{self.folder}: no images found",
-                hint=f"looked for {', '.join(sorted(images.IMAGE_EXTENSIONS))} files, recursively",
-            )
+        scan = images.scan_images(self.folder)
+        if not scan.found:
+            raise images.no_images_found(self.folder, scan)
+        if scan.skipped:
+            warn_skipped(f"entries of {display_path(self.folder)}", f"{images.skipped_summary(scan.skipped)}; {images.LINK_RULE}")
+        self.paths = scan.found
         self.load_size, self.mode = load_size, "L" if channels == 1 else "RGB"
         self._cache: dict[int, torch.Tensor] = {}
         self._cache_left = cache_bytes

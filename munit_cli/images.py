@@ -53,16 +53,18 @@ _OVERSIZED = f"too large (over {MAX_FILE_BYTES >> 30} GiB)"
 
 class ImageScan(NamedTuple):
     found: list[Path]  # image files (and other entries named like images: reading them says why not)
-    skipped: list[tuple[Path, str]]  # links not followed and unreadable folders, with the reason
+    skipped: list[tuple[Path, str]]  # links not followed, unreadable folders, second names of a file, with the reason
 
 
 def scan_images(folder: Path, recursive: bool = True) -> ImageScan:
     """Image files under `folder`, sorted; hidden files and folders are left out.
 
-    Symbolic links are followed only while their target stays inside `folder` (by real path), so a
-    link to / or into another folder (the other domain's) pulls nothing in; each real file and
-    folder is listed once, under its own path when it has one in the tree. Links that are not
-    followed come back in `skipped` with the reason."""
+    Links to files are followed wherever they point (a folder of links into a collection is a
+    common way to split a dataset; munit only reads them), as long as they end at a regular file.
+    Links to folders are followed only while their target stays inside `folder` (by real path) and
+    is not a folder above them, so a link to / or into the other domain's folder pulls nothing in
+    and a loop ends. Each real file and folder is listed once, under its own path when it has one
+    in the tree. What is not followed comes back in `skipped` with the reason."""
     folder = Path(folder)
     if not folder.exists():
         raise MunitError(f"{display_path(folder)}: no such folder")
@@ -92,16 +94,20 @@ def scan_images(folder: Path, recursive: bool = True) -> ImageScan:
             path = Path(entry.path)
             if entry.is_symlink():
                 target = os.path.realpath(entry.path)
-                is_dir = os.path.isdir(target)
-                if not (is_dir or _is_image_name(entry.name)):
-                    continue
-                if os.path.commonpath([top, target]) != top:
-                    scan.skipped.append((path, f"link leaves the folder (to {display_path(target)})"))
-                elif is_dir:
-                    if recursive:
+                if os.path.isdir(target):
+                    if not recursive:
+                        continue
+                    why = _unfollowed_folder(top, target, os.path.realpath(current))
+                    if why:
+                        scan.skipped.append((path, f"{why} (to {display_path(target)})"))
+                    else:
                         linked_dirs.append(path)
-                else:
-                    linked_files.append(path)
+                elif _is_image_name(entry.name) or _is_image_name(target):
+                    why = _unfollowed_file(target)
+                    if why:
+                        scan.skipped.append((path, f"{why} (to {display_path(target)})"))
+                    else:
+                        linked_files.append(path)
             elif entry.is_dir(follow_symlinks=False):
                 if recursive:
                     dirs.append(path)
@@ -114,10 +120,55 @@ def scan_images(folder: Path, recursive: bool = True) -> ImageScan:
     return scan
 
 
+def _unfollowed_folder(top: str, target: str, parent: str) -> str | None:
+    """Why a link to the folder `target`, found in the real folder `parent`, is not followed."""
+    if os.path.commonpath([top, target]) != top:
+        return "link leaves the folder"
+    if os.path.commonpath([parent, target]) == target:
+        return "link loops to a folder above it"
+    return None
+
+
+def _unfollowed_file(target: str) -> str | None:
+    """Why a link to the file `target` is not followed: it must end at a regular file."""
+    try:
+        st = os.stat(target)
+    except OSError:
+        return "broken link"
+    return None if stat.S_ISREG(st.st_mode) else f"link to {_file_kind(st.st_mode) or 'something other than a file'}"
+
+
+def skipped_summary(skipped: Sequence[tuple[Path, str]]) -> str:
+    """'3 skipped: 2 broken link, 1 link leaves the folder': what a scan passed over, by reason,
+    for a message that says why a folder holds fewer images than it seems to."""
+    kinds: dict[str, int] = {}
+    for _, reason in skipped:
+        kind = reason.split(" (")[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    listed = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"{len(skipped)} skipped: {listed}"
+
+
+LINK_RULE = (
+    "links to files are followed wherever they point; links to folders only when they stay inside "
+    "the folder and do not loop"
+)
+
+
+def no_images_reason(scan: ImageScan) -> str:
+    return f"no images found ({skipped_summary(scan.skipped)})" if scan.skipped else "no images found"
+
+
+def no_images_found(folder: Path, scan: ImageScan) -> MunitError:
+    """The error for a folder whose scan found no image, naming what it skipped and why."""
+    looked = "" if scan.skipped else f"looked for {', '.join(sorted(IMAGE_EXTENSIONS))} files, recursively; "
+    return MunitError(f"{files.printable(folder)}: {no_images_reason(scan)}", hint=looked + LINK_RULE)
+
+
 def _add_once(scan: ImageScan, seen: dict[tuple[int, int], Path], path: Path, follow: bool) -> None:
     try:
         st = os.stat(path, follow_symlinks=follow)
-    except OSError:  # a broken link or a file that just went: reading it reports why
+    except OSError:  # a file that just went: reading it reports why
         scan.found.append(path)
         return
     identity = (st.st_dev, st.st_ino)
@@ -168,12 +219,14 @@ def read_bytes(path: Path) -> bytes:
     return data
 
 
+def _file_kind(mode: int) -> str | None:
+    return next((kind for is_kind, kind in _FILE_KINDS if is_kind(mode)), None)
+
+
 def _require_regular(st: os.stat_result, name: str) -> None:
-    for is_kind, kind in _FILE_KINDS:
-        if is_kind(st.st_mode):
-            raise ImageError(name, f"not a regular file ({kind})")
     if not stat.S_ISREG(st.st_mode):
-        raise ImageError(name, "not a regular file")
+        kind = _file_kind(st.st_mode)
+        raise ImageError(name, f"not a regular file ({kind})" if kind else "not a regular file")
     if st.st_size > MAX_FILE_BYTES:
         raise ImageError(name, _OVERSIZED)
 

@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Sequence
 
+from rich.markup import escape
+
 from munit_cli import files, images
+from munit_cli.console import err
 from munit_cli.errors import MunitError, UsageError
 
 STDIN = "-"
@@ -85,10 +88,12 @@ def expand_inputs(specs: Sequence[str], stdin: BinaryIO | None = None) -> list[I
 
     def add_path(path: Path, name: str) -> None:
         if path.is_dir():
-            found = images.list_images(path)
-            if not found:
-                add(name, path.name or "folder", problem="no images found in this folder")
-            for p in found:
+            scan = images.scan_images(path)
+            if not scan.found:
+                add(name, path.name or "folder", problem=images.no_images_reason(scan))
+            elif scan.skipped:
+                err.print(f"[yellow]warning:[/] {escape(name)}: {escape(images.skipped_summary(scan.skipped))}; {images.LINK_RULE}", markup=True)
+            for p in scan.found:
                 add(files.display_path(p), p.relative_to(path).with_suffix("").as_posix(), path=p)
         else:
             add(name, path.stem or "image", path=path)

@@ -222,7 +222,7 @@ def test_only_regular_files_are_read(tmp_path, monkeypatch):
     assert images.read_bytes(big) == big.read_bytes()
 
 
-def test_links_are_followed_only_inside_the_folder(tmp_path):
+def test_file_links_are_followed_anywhere_folder_links_only_inside(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     write(other, "x.png", b"x")
@@ -231,21 +231,51 @@ def test_links_are_followed_only_inside_the_folder(tmp_path):
     write(src, "a.png", b"a")
     write(src / "sub", "b.png", b"b")
     os.symlink("/", src / "root")  # the old scan walked the whole file system from here
-    os.symlink(other / "x.png", src / "out.png")
+    os.symlink(other / "x.png", src / "out.png")  # the user's own file elsewhere: read
+    os.symlink(other / "x.png", src / "0001")  # named by number, pointing at an image
     os.symlink(other, src / "otherdir")
     os.symlink(src / "a.png", src / "same.png")
     os.symlink(src / "sub", src / "alias")  # inside: its files are listed once, under sub/
+    os.symlink(src, src / "sub" / "up")  # a loop
+    os.symlink(tmp_path / "gone.png", src / "broken.png")
+    os.symlink("/dev/zero", src / "zero.png")
     os.link(src / "a.png", src / "sub" / "hard.png")
     with deadline(30):
         scan = images.scan_images(src)
-    assert [p.relative_to(src).as_posix() for p in scan.found] == ["a.png", "sub/b.png"]
+    assert [p.relative_to(src).as_posix() for p in scan.found] == ["0001", "a.png", "sub/b.png"]
     reasons = {p.relative_to(src).as_posix(): reason for p, reason in scan.skipped}
     assert reasons == {
+        "broken.png": f"broken link (to {tmp_path / 'gone.png'})",
         "otherdir": f"link leaves the folder (to {other})",
-        "out.png": f"link leaves the folder (to {other / 'x.png'})",
+        "out.png": "same file as another (listed as " + str(src / "0001") + ")",
         "root": "link leaves the folder (to /)",
         "same.png": "same file as another (listed as " + str(src / "a.png") + ")",
         "sub/hard.png": "same file as another (listed as " + str(src / "a.png") + ")",
+        "sub/up": f"link loops to a folder above it (to {src})",
+        "zero.png": "link to a device (to /dev/zero)",
     }
+    assert images.skipped_summary(scan.skipped) == (
+        "8 skipped: 3 same file as another, 2 link leaves the folder, 1 broken link, "
+        "1 link loops to a folder above it, 1 link to a device"
+    )
     assert images.list_images(src) == scan.found
     assert images.list_images(src / "alias") == [src / "alias" / "b.png", src / "alias" / "hard.png"]  # given itself
+
+
+def test_a_folder_of_links_only_and_why_nothing_was_found(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    links = tmp_path / "links"
+    links.mkdir()
+    for i in range(3):
+        write(store, f"{i}.png", bytes([i]))
+        os.symlink(store / f"{i}.png", links / f"{i}.png")
+    assert [p.name for p in images.list_images(links)] == ["0.png", "1.png", "2.png"]
+    dead = tmp_path / "dead"
+    dead.mkdir()
+    os.symlink(tmp_path / "nope.png", dead / "a.png")
+    os.symlink(tmp_path / "nope2.png", dead / "b.png")
+    error = images.no_images_found(dead, images.scan_images(dead))
+    assert str(error) == f"{dead}: no images found (2 skipped: 2 broken link)"
+    assert error.hint == images.LINK_RULE
+    assert "looked for .bmp" in images.no_images_found(store, images.ImageScan([], [])).hint
