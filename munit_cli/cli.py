@@ -351,9 +351,9 @@ def translate(
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Translate images to the other domain.  [dim]munit translate in.jpg --to B --model runs/x[/dim]"""
-    from munit_cli import infer
+    from munit_cli import translate as translate_mod
 
-    summary = infer.translate_files(
+    summary = translate_mod.translate_files(
         inputs,
         model=model,
         to=to,
@@ -372,7 +372,7 @@ def translate(
         on_record=(lambda record: emit_json(record.to_json())) if json_out else None,
         overwrite=overwrite,
     )
-    if summary.out != infer.STDIN and not json_out:
+    if summary.out != translate_mod.STDIN and not json_out:
         from munit_cli.console import err
 
         done = summary.total - len(summary.failed)
@@ -423,9 +423,9 @@ def style_encode(
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Save the style of a reference image.  [dim]munit style encode ref.jpg --domain B -o s.safetensors[/dim]"""
-    from munit_cli import infer
+    from munit_cli import stylefiles
 
-    result = infer.encode_style_file(
+    result = stylefiles.encode_style_file(
         image, model=model, domain=domain, out=out, name=name, size=size, device=device, use_ema=ema,
         precision=precision, overwrite=overwrite,
     )
@@ -452,9 +452,9 @@ def style_sample(
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Save a random style from N(0, I).  [dim]munit style sample --seed 7 -o s.safetensors[/dim]"""
-    from munit_cli import infer
+    from munit_cli import stylefiles
 
-    result = infer.sample_style_file(
+    result = stylefiles.sample_style_file(
         model=model, domain=domain, out=out, name=name, seed=seed, index=index, truncation=truncation,
         overwrite=overwrite,
     )
@@ -471,10 +471,10 @@ def style_list(
     json_out: bool = typer.Option(False, "--json", help="Print the list as JSON on stdout."),
 ) -> None:
     """List the styles saved by name in the model's run (name, domain, source, created).  [dim]munit style list[/dim]"""
-    from munit_cli import infer
+    from munit_cli import stylefiles
     from munit_cli.inputs import write_stdout
 
-    result = infer.list_styles(model)
+    result = stylefiles.list_styles(model)
     if json_out:
         emit_json(result.to_json())
         return
@@ -516,9 +516,9 @@ def interpolate(
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Morph between two styles.  [dim]munit interpolate --style-a s1 --style-b s2 --model runs/x --gif[/dim]"""
-    from munit_cli import infer
+    from munit_cli import interpolate as interpolate_mod
 
-    summary = infer.interpolate(
+    summary = interpolate_mod.interpolate(
         input,
         model=model,
         to=to,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from munit_cli import config, files, infer, synthetic, train
+from munit_cli import config, files, interpolate, synthetic, train, translate
 from munit_cli.console import err
 from munit_cli.errors import MunitError
 from munit_cli.results import Result
@@ -99,8 +99,8 @@ def show_translations(out: Path, test_a: Path, model: Path, seed: int) -> tuple[
     between two of those styles."""
     grid = out / TRANSLATIONS
     err.print(f"translating {files.display_path(test_a)} in {DEMO_STYLES} styles")
-    infer.translate_files([str(test_a)], model=model, to="B", num_styles=DEMO_STYLES, seed=seed, out=grid).raise_for_failures()
-    morph = infer.interpolate(
+    translate.translate_files([str(test_a)], model=model, to="B", num_styles=DEMO_STYLES, seed=seed, out=grid).raise_for_failures()
+    morph = interpolate.interpolate(
         str(test_a),
         model=model,
         to="B",

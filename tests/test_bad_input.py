@@ -30,7 +30,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import munit_cli
-from munit_cli import checkpoint, config, infer, models, synthetic
+from munit_cli import checkpoint, config, infer, models, stylefiles, synthetic
 from munit_cli.cli import app
 
 REPO = Path(munit_cli.__file__).resolve().parent.parent
@@ -61,7 +61,7 @@ def world(tmp_path_factory):
     model = checkpoint.checkpoint_paths(root / "run", 1)[0]
     model.parent.mkdir(parents=True)
     checkpoint.save_generator(model, gen, cfg, NAMES, 1, "fp-bad-input")
-    style = infer.sample_style_file(model=model, domain="B", out=root / "style.safetensors", seed=3).path
+    style = stylefiles.sample_style_file(model=model, domain="B", out=root / "style.safetensors", seed=3).path
     pixels = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)
     formats = {}
     for fmt in ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"):

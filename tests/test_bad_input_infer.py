@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from test_infer import make_run, noise
 from typer.testing import CliRunner
 
-from munit_cli import checkpoint, config, demo, infer, inputs, models, styles
+from munit_cli import checkpoint, config, demo, infer, inputs, interpolate, models, styles, stylefiles, translate
 from munit_cli.cli import app
 from munit_cli.errors import MunitError
 
@@ -239,7 +239,8 @@ def test_pictures_of_many_translations_stay_within_what_munit_reads_back(world, 
     """A grid of every input (to a file or stdout) and the interpolation strip and GIF are bounded
     by the decode limit: the grid is refused before anything is written; the strip and GIF are left
     out with a warning, the frames are written."""
-    monkeypatch.setattr(infer, "MAX_PICTURE_PIXELS", 3 * 40 * 32)  # less than a strip of 3 frames
+    for module in (translate, interpolate):  # less than a strip of 3 frames
+        monkeypatch.setattr(module, "MAX_PICTURE_PIXELS", 3 * 40 * 32)
     result = cli("translate", world["good"], world["good"], "-m", world["run"], "--out", tmp_path / "all.png")
     assert result.exit_code == 1 and "more than 0 megapixels in one picture" in result.stderr, result.output
     assert not (tmp_path / "all.png").exists()
@@ -254,9 +255,9 @@ def test_pictures_of_many_translations_stay_within_what_munit_reads_back(world, 
 
 
 def test_interpolation_frames_sort_in_order_past_999():
-    names = [infer.frame_path(Path("o"), "x", t, 1001).name for t in (0, 9, 999, 1000)]
+    names = [interpolate.frame_path(Path("o"), "x", t, 1001).name for t in (0, 9, 999, 1000)]
     assert names == ["x_0000.png", "x_0009.png", "x_0999.png", "x_1000.png"] == sorted(names)
-    assert infer.frame_path(Path("o"), "x", 7, 8).name == "x_007.png"
+    assert interpolate.frame_path(Path("o"), "x", 7, 8).name == "x_007.png"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,7 +339,7 @@ def test_model_and_style_files_without_a_checksum_are_refused(tmp_path, world, r
     result = cli("translate", world["good"], "-m", foreign, "--out", tmp_path / "o")
     assert result.exit_code == 1 and "not a munit generator file" in result.stderr
 
-    style = infer.sample_style_file(model=world["run"], domain="B", out=tmp_path / "s.safetensors").path
+    style = stylefiles.sample_style_file(model=world["run"], domain="B", out=tmp_path / "s.safetensors").path
     tensors, meta = checkpoint.read_tensors(style, styles.STYLE_KIND)
     meta.pop(checkpoint.CHECKSUM_KEY)
     save_file(tensors, str(style), metadata=meta)

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from munit_cli import checkpoint, config, infer, models, styles
+from munit_cli import checkpoint, config, infer, interpolate, models, styles
 from munit_cli.cli import app
 from munit_cli.errors import MunitError, UsageError
 
@@ -377,12 +377,12 @@ def test_interpolating_again_with_fewer_frames_names_the_earlier_ones(world, tmp
 
 def test_interpolation_styles():
     s1, s2 = torch.randn(8), torch.randn(8)
-    for mode in infer.MODES:
-        codes = infer.interpolate_styles(s1, s2, 4, mode)
+    for mode in interpolate.MODES:
+        codes = interpolate.interpolate_styles(s1, s2, 4, mode)
         assert codes.shape == (4, 8) and torch.equal(codes[0], s1) and torch.equal(codes[-1], s2)
-    linear = infer.interpolate_styles(s1, s2, 3, "linear")
+    linear = interpolate.interpolate_styles(s1, s2, 3, "linear")
     assert torch.allclose(linear[1], (s1 + s2) / 2)
-    unit = infer.interpolate_styles(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), 3, "slerp")
+    unit = interpolate.interpolate_styles(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), 3, "slerp")
     assert torch.allclose(unit[1].norm(), torch.tensor(1.0))  # along the circle, not the chord
 
 
