@@ -308,6 +308,17 @@ def raise_for_failures(failed: Sequence[str], total: int) -> None:
     raise PartialFailure(f"{len(failed)} of {total} inputs failed ({listed}); the others were translated")
 
 
+def note_shortened(count: int) -> None:
+    """Once per command, when output names derived from input names had to be shortened."""
+    if count:
+        err.print(
+            f"[yellow]note:[/] {count} output name{'s' if count > 1 else ''} would be longer than "
+            f"{files.MAX_NAME_BYTES} bytes, which file systems refuse, so {'they were' if count > 1 else 'it was'} "
+            "shortened: cut, then '~' and a hash of the full name; --json gives each full name",
+            markup=True,
+        )
+
+
 def grid_size(rows: Sequence[Sequence[Image.Image]], pad: int = 2) -> tuple[int, int]:
     """Width and height of `image_grid(rows)`: a cell per image the size of the largest one."""
     cell_w = max(img.width for row in rows for img in row)

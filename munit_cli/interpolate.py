@@ -22,6 +22,7 @@ from munit_cli.infer import (
     check_output_folder,
     grid_size,
     image_grid,
+    note_shortened,
     raise_for_failures,
     translate_with_progress,
 )
@@ -70,14 +71,21 @@ class InterpolateResult(Result):
     frames: list[str]
     strip: str | None
     gif: str | None
+    full_names: dict[str, str]  # frame path -> the name before shortening, for names too long to write
 
     def raise_for_failures(self) -> None:
         raise_for_failures(self.failed, self.total)
 
 
-def frame_path(out: Path, stem: str, t: int, steps: int) -> Path:
+def frame_name(stem: str, t: int, steps: int) -> str:
     """Frame numbers have as many digits as the last one needs (at least 3), so names sort in order."""
-    return out / "frames" / f"{stem}_{t:0{max(3, len(str(steps - 1)))}d}.png"
+    return f"{stem}_{t:0{max(3, len(str(steps - 1)))}d}.png"
+
+
+def frame_path(out: Path, stem: str, t: int, steps: int) -> Path:
+    """OUT/frames/STEM_NNN.png, with STEM shortened when the name would not fit a file system."""
+    head, sep, last = stem.rpartition("/")
+    return out / "frames" / (head + sep + files.fit_name(last, frame_name("", t, steps)))
 
 
 def warn_of_other_frames(folder: Path, planned: set[str]) -> None:
@@ -144,8 +152,15 @@ def interpolate(
     codes = interpolate_styles(s1, s2, steps, mode)
     spec = input if input is not None else str(preview_inputs(tr.loaded.path, tr.source))
     items = expand_inputs([spec])
-    planned = [frame_path(out, item.stem, t, steps) for item in items if not item.problem for t in range(steps)]
+    wanted = {  # planned path -> the name it would have without shortening
+        frame_path(out, item.stem, t, steps): frame_name(item.stem.rpartition("/")[2], t, steps)
+        for item in items
+        if not item.problem
+        for t in range(steps)
+    }
+    planned = list(wanted)
     files.refuse_overwrite(planned + [out / STRIP_NAME] + ([out / GIF_NAME] if gif else []), overwrite)
+    note_shortened(sum(path.name != name for path, name in wanted.items()))
     warn_of_other_frames(out / "frames", {p.name for p in planned})
 
     strips: list[list[Image.Image]] = []
@@ -173,4 +188,6 @@ def interpolate(
         if gif:
             frames = [image_grid([[row[t] for row in strips]]) for t in range(steps)]
             gif_path = str(images.save_gif(frames, out / GIF_NAME, fps))
-    return InterpolateResult(len(items), failed, frame_paths, strip, gif_path)
+    written = set(frame_paths)
+    full_names = {str(path): name for path, name in wanted.items() if path.name != name and str(path) in written}
+    return InterpolateResult(len(items), failed, frame_paths, strip, gif_path, full_names)

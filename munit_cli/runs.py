@@ -18,7 +18,10 @@ RUN_FILE = "run.json"
 # What training writes as it goes (the log at every log interval): a run's age is judged by these,
 # not by the folder's own time, which writing a report or a style changes too.
 TRAINING_ENTRIES = (RUN_FILE, "metrics.jsonl", "checkpoints", "samples")
-MAX_NAME_CHARS = 60  # per domain in a default folder name
+# Per domain in a default folder name, in characters and in UTF-8 bytes: two of them, the '2'
+# between and a '-N' suffix stay within a file name's 255 bytes in any script.
+MAX_NAME_CHARS = 60
+MAX_NAME_BYTES = 120
 MAX_SUFFIX = 10_000
 _UNSAFE = re.compile(r"[^\w.-]+")  # \w is Unicode-aware: letters of any script stay
 
@@ -26,8 +29,9 @@ _UNSAFE = re.compile(r"[^\w.-]+")  # \w is Unicode-aware: letters of any script 
 def folder_safe(name: str, fallback: str) -> str:
     """`name` as one folder-name component: runs of anything but letters, digits, '.', '-' and
     '_' become '_'; no leading '.', '-' or '_' (hidden, read as an option); at most
-    MAX_NAME_CHARS characters; `fallback` when nothing is left."""
-    safe = _UNSAFE.sub("_", name).lstrip("._-")[:MAX_NAME_CHARS].rstrip("._-")
+    MAX_NAME_CHARS characters and MAX_NAME_BYTES bytes; `fallback` when nothing is left."""
+    safe = _UNSAFE.sub("_", name).lstrip("._-")[:MAX_NAME_CHARS]
+    safe = safe.encode("utf-8")[:MAX_NAME_BYTES].decode("utf-8", "ignore").rstrip("._-")
     return safe or fallback
 
 

@@ -57,6 +57,12 @@ class Style:
     label: str
     tag: str
     code: torch.Tensor  # (style_dim,)
+    full_tag: str | None = None  # the tag before it was shortened to TAG_BYTES, when it was
+
+
+# A style's part of an output name (a reference image's name can be long): the input's name keeps
+# the rest of a file name's 255 bytes.
+TAG_BYTES = 64
 
 
 def domain_letter(domain: str) -> str:
@@ -233,7 +239,9 @@ def resolve_style(spec: str, model: StyleModel, truncation: float = 1.0) -> Styl
         code = model.reference_style(path)
     else:
         code = load_style(path, model, model.target)
-    return Style(spec, path.stem or "style", code)
+    tag = path.stem or "style"
+    short = files.fit_name(tag, limit=TAG_BYTES)
+    return Style(spec, short, code, full_tag=tag if short != tag else None)
 
 
 def resolve_styles(

@@ -21,6 +21,7 @@ from munit_cli.infer import (
     check_output_folder,
     grid_size,
     image_grid,
+    note_shortened,
     raise_for_failures,
     translate_with_progress,
 )
@@ -37,6 +38,7 @@ class Sink(Protocol):
     """Where translate's outputs go: a folder, one image file or stdout."""
 
     label: str
+    long_names: dict[str, str]  # output path -> the name it would have had, for names shortened to fit
 
     def planned(self, items: Sequence[InputItem], styles: Sequence[Style]) -> list[Path]:
         """The files it will create, checked against --overwrite before any work."""
@@ -55,11 +57,18 @@ class FolderSink:
     def __init__(self, folder: Path, grid: bool):
         check_output_folder(folder)
         self.folder, self.grid, self.label = folder, grid, files.display_path(folder)
+        self.long_names: dict[str, str] = {}
 
     def outputs(self, stem: str, styles: Sequence[Style]) -> list[Path]:
-        if self.grid:
-            return [self.folder / f"{stem}_grid.png"]
-        return [self.folder / f"{stem}_{s.tag}.png" for s in styles]
+        tails = [("_grid.png", "_grid.png")] if self.grid else [(f"_{s.tag}.png", f"_{s.full_tag or s.tag}.png") for s in styles]
+        head, sep, last = stem.rpartition("/")  # a subfolder's name fits already: it exists
+        paths = []
+        for tail, full_tail in tails:
+            path = self.folder / (head + sep + files.fit_name(last, tail))
+            if path.name != last + full_tail:
+                self.long_names[str(path)] = last + full_tail
+            paths.append(path)
+        return paths
 
     def planned(self, items: Sequence[InputItem], styles: Sequence[Style]) -> list[Path]:
         return [p for item in items if not item.problem for p in self.outputs(item.stem, styles)]
@@ -81,6 +90,7 @@ class PictureSink:
 
     def __init__(self, label: str, fmt: ImageFormat, grid: bool, write: Callable[[bytes], None], path: Path | None = None):
         self.label, self.fmt, self.grid, self.write, self.path = label, fmt, grid, write, path
+        self.long_names: dict[str, str] = {}
         self.rows: list[list[Image.Image]] = []
 
     def planned(self, items: Sequence[InputItem], styles: Sequence[Style]) -> list[Path]:
@@ -142,6 +152,7 @@ class OutputRecord(Result):
     input: str
     style: str
     path: str
+    full_name: str | None = None  # the name before shortening, when it was too long for a file name
 
 
 @dataclass
@@ -189,6 +200,10 @@ def translate_files(
     if save_styles_to is not None:
         planned += styles_mod.style_paths(save_styles_to, chosen)
     files.refuse_overwrite(planned, overwrite)
+    shortened = len(sink.long_names)
+    if save_styles_to is not None:
+        shortened += sum(s.full_tag is not None for s in chosen)
+    note_shortened(shortened)
     if save_styles_to is not None:
         styles_mod.save_styles(save_styles_to, chosen, tr)
     codes = torch.stack([s.code for s in chosen])
@@ -200,6 +215,6 @@ def translate_files(
         written += len(r.outputs)
         if on_record is not None:
             for style, path in zip(chosen, paths):
-                on_record(OutputRecord(r.item.name, style.label, path))
+                on_record(OutputRecord(r.item.name, style.label, path, sink.long_names.get(path)))
     sink.finish(chosen)
     return TranslateResult(len(items), written, failed, sink.label, [s.label for s in chosen])

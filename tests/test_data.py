@@ -210,3 +210,34 @@ def test_a_thin_packed_image_is_skipped_with_one_warning(tmp_path, capsys):
     assert capsys.readouterr().err.count("thin.png") == 1
     stream = data.DomainStream(packed, DataConfig(load_size=8, crop_size=8), 4, 0, "a", data.Shard())
     assert stream.batch(0).shape == (4, 3, 8, 8)  # batches draw only the usable image
+
+
+def test_folders_of_links_train_and_say_what_was_skipped(tmp_path, capsys, image_folders):
+    """A dataset split by folders of symbolic links: every link is followed to the user's image."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from munit_cli.cli import app
+
+    store_a, _ = image_folders
+    links = tmp_path / "trainA"
+    links.mkdir()
+    originals = sorted(store_a.iterdir())
+    for path in originals:
+        os.symlink(path, links / path.name)
+    os.symlink(tmp_path / "moved-away.png", links / "gone.png")
+    source = data.FolderSource(links, load_size=32, channels=3)
+    assert [p.name for p in source.paths] == [p.name for p in originals]
+    assert torch.equal(source.get(0), data.FolderSource(store_a, load_size=32, channels=3).get(0))
+    assert "1 skipped: 1 broken link" in capsys.readouterr().err
+
+    dead = tmp_path / "dead"
+    dead.mkdir()
+    for i in range(3):
+        os.symlink(tmp_path / f"nowhere{i}.png", dead / f"{i}.png")
+    result = CliRunner().invoke(app, ["train", str(dead), str(links), "--preset", "tiny", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{dead}: no images found (3 skipped: 3 broken link)" in result.stderr
+    assert "links to files are followed wherever they point" in result.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -77,6 +77,8 @@ def test_default_run_folder_names(tmp_path):
     assert unsafe == root / "my_photos2x_y"
     assert runs.default_run_folder([a, b], (".hidden", "фото"), root=root) == root / "hidden2фото"
     assert runs.default_run_folder([a, b], ("...", "a" * 200), root=root) == root / f"A2{'a' * runs.MAX_NAME_CHARS}"
+    wide = runs.default_run_folder([a, b], ("猫" * 60, "犬" * 60), root=root)  # 3 bytes a character
+    assert wide.name == "猫" * 40 + "2" + "犬" * 40 and len(os.fsencode(wide.name + "-10000")) <= 255
 
 
 def test_default_run_folder_never_reuses_a_folder_unless_resuming(tmp_path):

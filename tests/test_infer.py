@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from munit_cli import checkpoint, config, infer, interpolate, models, styles
+from munit_cli import checkpoint, config, files, infer, interpolate, models, styles
 from munit_cli.cli import app
 from munit_cli.errors import MunitError, UsageError
 
@@ -191,7 +191,8 @@ def test_json_records_one_per_output(world, tmp_path):
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(records) == 6
     assert {r["style"] for r in records} == {"seed:2", str(world["inputs"] / "im1.png")}
-    assert all(set(r) == {"input", "style", "path"} and Path(r["path"]).is_file() for r in records)
+    assert all(set(r) == {"input", "style", "path", "full_name"} and Path(r["path"]).is_file() for r in records)
+    assert all(r["full_name"] is None for r in records)
     assert records[0]["input"].endswith("im0.png") and records[0]["path"].endswith("im0_seed2.png")
     assert records[1]["path"].endswith("im0_im1.png")  # a reference image's style is named after it
 
@@ -434,3 +435,85 @@ def test_bf16_translation_stays_within_a_pixel_level_of_float32(world):
     assert diffs.size == 3 * (45 * 30 + 32 * 32 + 40 * 52) * 3  # 3 styles, RGB
     assert diffs.mean() <= 1.5 and np.percentile(diffs, 99) <= 6, (diffs.mean(), np.percentile(diffs, 99))
     assert diffs.max() > 0  # the two paths really differ: bf16 ran
+
+
+# ---------------------------------------------------------------------------------------------
+# Names longer than a file system takes
+
+
+LONG_STEMS = {
+    "ascii235": "x" * 235,
+    "ascii250": "y" * 250,
+    "utf8_250": "é" * 125,  # 2 bytes each
+    "utf8_cjk": "日" * 83,  # 3 bytes each: 249
+}
+
+
+def test_fit_name_cuts_at_a_character_and_keeps_long_names_apart():
+    assert files.fit_name("short", "_seed0.png") == "short_seed0.png"
+    for stem in LONG_STEMS.values():
+        name = files.fit_name(stem, "_seed0-1.png")
+        assert len(os.fsencode(name)) <= 255 and name.endswith("_seed0-1.png")
+        name.encode("utf-8")  # no character cut in half
+        if len(os.fsencode(stem + "_seed0-1.png")) > 255:
+            assert name.startswith(stem[:50]) and "~" in name
+    twins = [files.fit_name("z" * 300 + end, ".png") for end in ("a", "b")]
+    assert twins[0] != twins[1] and twins[0][:240] == twins[1][:240]
+    assert len(os.fsencode(files.temp_path(Path("d") / ("x" * 255)).name)) <= 255
+
+
+def test_long_input_names_give_outputs_within_255_bytes(world, tmp_path):
+    folder = tmp_path / "long"
+    for stem in LONG_STEMS.values():
+        noise(folder / f"{stem}.png", 32, 24, seed=len(stem))
+    out = tmp_path / "out"
+    result = cli("translate", folder, "--model", world["run"], "-n", "2", "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 8 and len({r["path"] for r in records}) == 8
+    for r in records:
+        name = Path(r["path"]).name
+        assert Path(r["path"]).is_file() and len(os.fsencode(name)) <= 255
+        stem = Path(r["input"]).stem
+        full = f"{stem}_{Path(r['path']).stem.rsplit('_', 1)[1]}.png"
+        assert r["full_name"] == (None if name == full else full)
+        assert stem in LONG_STEMS.values()
+    shortened = [r for r in records if r["full_name"]]
+    assert len(shortened) == 6  # all but the 235-byte name's, which fit as they are
+    assert result.stderr.count("6 output names would be longer than 255 bytes") == 1
+    assert sorted(os.listdir(out)) == sorted(Path(r["path"]).name for r in records)  # no temporaries left
+
+    long_ref = folder / f"{LONG_STEMS['ascii250']}.png"
+    styles_dir = tmp_path / "styles"
+    result = cli("translate", world["x"], "--model", world["run"], "--style", long_ref, "--out", tmp_path / "o2",
+                 "--save-styles", styles_dir, "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["style"] == str(long_ref)  # the full reference name
+    (saved,) = os.listdir(styles_dir)
+    assert len(os.fsencode(saved)) <= 64 + len(".safetensors") and "~" in saved
+
+    result = cli("interpolate", folder / f"{LONG_STEMS['utf8_cjk']}.png", "--model", world["run"], "--steps", "3",
+                 "--out", tmp_path / "morph", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert len(summary["frames"]) == 3 and set(summary["full_names"]) == set(summary["frames"])
+    assert all(len(os.fsencode(Path(p).name)) <= 255 and Path(p).is_file() for p in summary["frames"])
+    assert sorted(summary["full_names"].values()) == [f"{LONG_STEMS['utf8_cjk']}_{t:03d}.png" for t in range(3)]
+    assert result.stderr.count("3 output names would be longer") == 1
+
+
+def test_a_folder_of_links_translates_and_names_what_it_skipped(world, tmp_path):
+    links = tmp_path / "links"
+    links.mkdir()
+    for path in sorted(world["inputs"].glob("*.png")):
+        os.symlink(path, links / path.name)
+    os.symlink(tmp_path / "gone.png", links / "gone.png")
+    (links / "sub").mkdir()
+    os.symlink(links, links / "sub" / "up")  # a loop: the folder above
+    os.symlink(tmp_path, links / "out")  # a folder outside
+    result = cli("translate", links, "--model", world["run"], "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(tmp_path / "out")) == ["im0_seed0.png", "im1_seed0.png", "im2_seed0.png"]
+    assert "3 skipped: 1 broken link, 1 link leaves the folder, 1 link loops to a folder above it" in result.stderr
+    assert pixels(tmp_path / "out" / "im0_seed0.png").shape == (30, 45, 3)
