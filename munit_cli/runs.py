@@ -6,6 +6,7 @@ Torch-free on purpose: `munit report` and the error paths of every command read 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -62,6 +63,11 @@ def default_run_folder(
         first, second = (Path(p).resolve().name for p in data_paths[:2])
         base = f"{folder_safe(first, 'A')}2{folder_safe(second, 'B')}"
     root = Path(root)
+    if os.path.lexists(root) and not root.is_dir():
+        raise MunitError(
+            f"runs without --out go into {display_path(root)}/, but {display_path(root)} exists and is not a folder",
+            hint="name the run folder with --out, or move that file away",
+        )
     if reuse:
         existing = [(index, p) for p in _entries(root) if (index := _series_index(p.name, base)) is not None]
         return max(existing)[1] if existing else root / base

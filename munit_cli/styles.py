@@ -190,7 +190,19 @@ def named_style_destination(model_path: Path, name: str) -> Path:
             f"{files.display_path(model_path)} is not inside a training run",
             hint="write a style file instead: --out FILE.safetensors",
         )
+    styles_folder(run)
     return named_style_path(run, name)
+
+
+def styles_folder(run: Path) -> Path:
+    """RUN/styles, where styles are kept by name; refused when a file has taken its name."""
+    folder = Path(run) / STYLES_DIR
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise MunitError(
+            f"{files.display_path(folder)} exists and is not a folder, so the run can keep no styles by name",
+            hint="move that file away; a style file can still be written anywhere with --out FILE.safetensors",
+        )
+    return folder
 
 
 def _style_kinds(spec: str, run: Path | None) -> dict[str, Path | None]:
@@ -284,7 +296,7 @@ class SavedStyle(Result):
 def saved_styles(run: Path) -> list[SavedStyle]:
     """The styles saved in RUN/styles by name, sorted; a damaged file is listed with its problem."""
     found = []
-    for path in sorted((Path(run) / STYLES_DIR).glob("*.safetensors")):
+    for path in sorted(styles_folder(run).glob("*.safetensors")):
         name = path.name.removesuffix(".safetensors")
         if not STYLE_NAME.match(name) or not path.is_file():
             continue

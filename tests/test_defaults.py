@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from munit_cli import checkpoint, runs, styles
 from munit_cli.cli import app
-from munit_cli.errors import UsageError
+from munit_cli.errors import MunitError, UsageError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -307,3 +307,24 @@ def test_name_or_out_and_overwrite(in_tmp):
     assert "not inside a training run" in result.stderr and "--out FILE.safetensors" in result.stderr
     listed = cli("style", "list", "--model", "export/bundle.safetensors")
     assert listed.exit_code == 2 and "no saved styles" in listed.stderr
+
+
+def test_a_file_named_like_the_styles_folder_is_named_and_kept(in_tmp):
+    run = fake_run(Path("runs") / "a2b")
+    (run / "styles").write_text("my notes")
+    for args in (("style", "sample", "--name", "s1"), ("style", "list")):
+        result = cli(*args)
+        assert result.exit_code == 1, result.output
+        assert f"{run / 'styles'} exists and is not a folder" in result.stderr
+    assert (run / "styles").read_text() == "my notes"
+    assert cli("style", "sample", "--out", "s.safetensors").exit_code == 0  # a style file still works
+
+
+def test_a_file_named_runs_is_named_not_written_over(tmp_path):
+    root = tmp_path / "runs"
+    root.write_text("my notes")
+    for reuse in (False, True):
+        with pytest.raises(MunitError, match="runs/, but .*runs exists and is not a folder") as caught:
+            runs.default_run_folder([tmp_path / "x", tmp_path / "y"], None, reuse=reuse, root=root)
+        assert "--out" in caught.value.hint
+    assert root.read_text() == "my notes"
