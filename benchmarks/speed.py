@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from munit_cli import config, models, runtime, train
+from munit_cli import config, models, runtime, updates
 
 REFERENCE_FLAGS = {
     "train": {"precision": "fp32", "channels_last": False, "compile": False, "share_translations": False},
@@ -72,7 +72,7 @@ def peak_gib(device: torch.device) -> float | None:
 
 
 def bench_train(cfg: config.Config, device, warmup: int, steps: int) -> dict:
-    trainer = train.Trainer(cfg, device)
+    trainer = updates.Trainer(cfg, device)
     batch, size = cfg.train.batch_size, cfg.data.crop_size
     x_a = torch.rand(batch, 3, size, size, device=device) * 2 - 1
     x_b = torch.rand(batch, 3, size, size, device=device) * 2 - 1

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from munit_cli import augment, config, losses, models, train
+from munit_cli import augment, config, losses, models, updates
 from munit_cli.errors import UsageError
 
 
@@ -105,11 +105,11 @@ def test_spectral_norm_bounds_every_discriminator_conv():
 
 def test_warmup_and_the_discriminators_own_learning_rate(tiny_cfg):
     cfg = tiny_cfg(optim={"lr": 1e-3, "lr_dis": 4e-3, "warmup": 10, "lr_step": 100})
-    assert train.learning_rate(cfg, 0) == pytest.approx(1e-4)
-    assert train.learning_rate(cfg, 4) == pytest.approx(5e-4)
-    assert train.learning_rate(cfg, 9) == pytest.approx(1e-3) == train.learning_rate(cfg, 50)
-    assert train.learning_rate(cfg, 99) == pytest.approx(5e-4)  # the halving still applies
-    trainer = train.Trainer(cfg, torch.device("cpu"))
+    assert updates.learning_rate(cfg, 0) == pytest.approx(1e-4)
+    assert updates.learning_rate(cfg, 4) == pytest.approx(5e-4)
+    assert updates.learning_rate(cfg, 9) == pytest.approx(1e-3) == updates.learning_rate(cfg, 50)
+    assert updates.learning_rate(cfg, 99) == pytest.approx(5e-4)  # the halving still applies
+    trainer = updates.Trainer(cfg, torch.device("cpu"))
     trainer.step(images(2, 32), images(2, 32), 4)
     assert trainer.opt_gen.param_groups[0]["lr"] == pytest.approx(5e-4)
     assert trainer.opt_dis.param_groups[0]["lr"] == pytest.approx(2e-3)
@@ -125,12 +125,12 @@ def test_every_option_together_trains_and_resumes_the_same_draws(tiny_cfg, share
     }
     runs = []
     for _ in range(2):
-        trainer = train.Trainer(tiny_cfg(**options), torch.device("cpu"))
+        trainer = updates.Trainer(tiny_cfg(**options), torch.device("cpu"))
         runs.append([trainer.step(images(2, 32, s), images(2, 32, s + 1), s) for s in range(3)])
     for a, b in zip(*runs):
         assert {k: v.item() for k, v in a.items()} == {k: v.item() for k, v in b.items()}
         assert all(math.isfinite(v.item()) for v in a.values())
-    plain = train.Trainer(tiny_cfg(train={"share_translations": share}), torch.device("cpu"))
+    plain = updates.Trainer(tiny_cfg(train={"share_translations": share}), torch.device("cpu"))
     first = plain.step(images(2, 32, 0), images(2, 32, 1), 0)
     assert first["dis_total"].item() != pytest.approx(runs[0][0]["dis_total"].item())
 
@@ -150,6 +150,6 @@ def test_the_diversity_term_is_minus_the_distance_between_two_styles_translation
     total = losses.total_generator_loss(terms, cfg.loss) - losses.total_generator_loss(without, cfg.loss)
     assert total.item() == pytest.approx(2.0 * (terms["div_a"] + terms["div_b"]).item(), rel=1e-4)
     # in training, the term pushes the two styles' translations apart
-    trainer = train.Trainer(tiny_cfg(loss={"diversity_w": 1.0}), torch.device("cpu"))
+    trainer = updates.Trainer(tiny_cfg(loss={"diversity_w": 1.0}), torch.device("cpu"))
     logged = trainer.step(x_a, x_b, 0)
     assert logged["div_a"].item() < 0 and logged["div_b"].item() < 0

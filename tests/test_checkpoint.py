@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from munit_cli import checkpoint, files, models
+from munit_cli import checkpoint, files, models, trainstate
 from munit_cli.errors import MunitError
 
 
@@ -76,7 +76,7 @@ def test_generator_with_a_shared_content_encoder_round_trips(tmp_path, tiny_cfg)
     cfg = tiny_cfg(model={"shared_content_encoder": True})
     torch.manual_seed(0)
     gen, _ = models.build(cfg.model)
-    ema = copy.deepcopy(gen)  # as train.EMA keeps it: the copy shares its encoder the same way
+    ema = copy.deepcopy(gen)  # as updates.EMA keeps it: the copy shares its encoder the same way
     path = tmp_path / "gen.safetensors"
     checkpoint.save_generator(path, gen, cfg, ("edges", "shoes"), 7, "abcdef0123456789", ema=ema)
 
@@ -158,7 +158,7 @@ def test_generator_for_another_architecture_does_not_fit(tmp_path, tiny_cfg, tra
 def test_state_round_trip(tmp_path, trained):
     cfg, gen, dis, opt_gen, opt_dis = trained
     path = tmp_path / "state.safetensors"
-    checkpoint.save_state(path, dis, opt_gen, opt_dis, cfg, ("a", "b"), 2, {"fingerprint": "xyz"})
+    trainstate.save_state(path, dis, opt_gen, opt_dis, cfg, ("a", "b"), 2, {"fingerprint": "xyz"})
     tensors, metadata = checkpoint.read_tensors(path, checkpoint.STATE_KIND)
     # no global random state: training draws from generators seeded by (seed, step)
     assert not any(k.startswith("rng.") for k in [*tensors, *metadata])
@@ -167,7 +167,7 @@ def test_state_round_trip(tmp_path, trained):
     torch.manual_seed(7)
     expected = torch.rand(5)
     torch.manual_seed(7)
-    out = checkpoint.load_state(path, dis2, opt_gen2, opt_dis2)
+    out = trainstate.load_state(path, dis2, opt_gen2, opt_dis2)
     assert torch.equal(torch.rand(5), expected)  # loading leaves the global RNG alone
     assert out == {"step": 2, "extra": {"fingerprint": "xyz"}}
 
@@ -189,14 +189,14 @@ def test_restored_optimizer_continues_identically(tmp_path, trained):
 
     cfg, gen, dis, opt_gen, opt_dis = trained
     path = tmp_path / "state.safetensors"
-    checkpoint.save_state(path, dis, opt_gen, opt_dis, cfg, ("a", "b"), 2, {})
+    trainstate.save_state(path, dis, opt_gen, opt_dis, cfg, ("a", "b"), 2, {})
     # the original pair, continued (on copies: the fixture is shared) ...
     dis1 = copy.deepcopy(dis)
     opt_dis1 = adam(dis1, cfg)
     opt_dis1.load_state_dict(copy.deepcopy(opt_dis.state_dict()))
     # ... and a pair restored from the file
     _, dis2, opt_gen2, opt_dis2 = _fresh(cfg)
-    checkpoint.load_state(path, dis2, opt_gen2, opt_dis2)
+    trainstate.load_state(path, dis2, opt_gen2, opt_dis2)
     torch.manual_seed(5)
     grads = [torch.randn_like(p) for p in dis.parameters()]
     for module, opt in ((dis1, opt_dis1), (dis2, opt_dis2)):
@@ -213,7 +213,7 @@ def _forged_state(tmp_path, trained, tensors_change=None, **meta_changes):
     """A state file whose contents were changed and its checksum recomputed, as a forger would."""
     cfg, gen, dis, opt_gen, opt_dis = trained
     path = tmp_path / "state.safetensors"
-    checkpoint.save_state(path, dis, opt_gen, opt_dis, cfg, ("a", "b"), 2, {})
+    trainstate.save_state(path, dis, opt_gen, opt_dis, cfg, ("a", "b"), 2, {})
     tensors, meta = checkpoint.read_tensors(path, checkpoint.STATE_KIND)
     if tensors_change:
         tensors_change(tensors)
@@ -247,7 +247,7 @@ def test_forged_optimizer_settings_are_refused_at_load(tmp_path, trained, reliab
     _, dis2, opt_gen2, opt_dis2 = _fresh(cfg)
     before = json.dumps(opt_gen2.state_dict()["param_groups"])
     with pytest.raises(MunitError, match="broken training state") as info:
-        checkpoint.load_state(path, dis2, opt_gen2, opt_dis2)
+        trainstate.load_state(path, dis2, opt_gen2, opt_dis2)
     assert str(path) in str(info.value)
     assert json.dumps(opt_gen2.state_dict()["param_groups"]) == before  # nothing was loaded
     reliability.add("forged_training_files")
@@ -274,7 +274,7 @@ def test_forged_optimizer_moments_are_refused_at_load(tmp_path, trained, reliabi
     cfg, path = _forged_state(tmp_path, trained, change)
     _, dis2, opt_gen2, opt_dis2 = _fresh(cfg)
     with pytest.raises(MunitError, match="broken training state"):
-        checkpoint.load_state(path, dis2, opt_gen2, opt_dis2)
+        trainstate.load_state(path, dis2, opt_gen2, opt_dis2)
     reliability.add("forged_training_files")
 
 
@@ -284,16 +284,16 @@ def test_state_files_of_older_versions_with_rng_states_still_load(tmp_path, trai
 
     cfg, path = _forged_state(tmp_path, trained, add_rng, **{"rng.python": "[3, [1, 2], null]"})
     _, dis2, opt_gen2, opt_dis2 = _fresh(cfg)
-    assert checkpoint.load_state(path, dis2, opt_gen2, opt_dis2)["step"] == 2
+    assert trainstate.load_state(path, dis2, opt_gen2, opt_dis2)["step"] == 2
 
 
 def test_state_file_for_another_discriminator_does_not_fit(tmp_path, tiny_cfg, trained):
     cfg, gen, dis, opt_gen, opt_dis = trained
     path = tmp_path / "state.safetensors"
-    checkpoint.save_state(path, dis, opt_gen, opt_dis, cfg, ("a", "b"), 2, {})
+    trainstate.save_state(path, dis, opt_gen, opt_dis, cfg, ("a", "b"), 2, {})
     _, dis2, opt_gen2, opt_dis2 = _fresh(tiny_cfg(model={"dis_num_scales": 3}))
     with pytest.raises(MunitError, match="do not fit"):
-        checkpoint.load_state(path, dis2, opt_gen2, opt_dis2)
+        trainstate.load_state(path, dis2, opt_gen2, opt_dis2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,7 +303,7 @@ def test_state_file_for_another_discriminator_does_not_fit(tmp_path, tiny_cfg, t
 def test_atomic_write_leaves_no_temporary_files(tmp_path, trained):
     cfg, gen, dis, opt_gen, opt_dis = trained
     checkpoint.save_generator(tmp_path / "gen.safetensors", gen, cfg, ("a", "b"), 1, "0" * 16)
-    checkpoint.save_state(tmp_path / "state.safetensors", dis, opt_gen, opt_dis, cfg, ("a", "b"), 1, {})
+    trainstate.save_state(tmp_path / "state.safetensors", dis, opt_gen, opt_dis, cfg, ("a", "b"), 1, {})
     files.write_atomic(tmp_path / "x.bin", b"one", durable=True)
     files.write_atomic(tmp_path / "x.bin", b"two", durable=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gen.safetensors", "state.safetensors", "x.bin"]
@@ -344,7 +344,7 @@ def good_files(tmp_path, trained):
     cfg, gen, dis, opt_gen, opt_dis = trained
     gen_path, state_path = tmp_path / "gen.safetensors", tmp_path / "state.safetensors"
     checkpoint.save_generator(gen_path, gen, cfg, ("a", "b"), 1, "0" * 16)
-    checkpoint.save_state(state_path, dis, opt_gen, opt_dis, cfg, ("a", "b"), 1, {})
+    trainstate.save_state(state_path, dis, opt_gen, opt_dis, cfg, ("a", "b"), 1, {})
     return gen_path, state_path
 
 
@@ -483,10 +483,10 @@ def test_resumed_channels_last_optimizer_continues_identically(tmp_path, tiny_cf
     opt = make_adam(dis)
     step(dis, opt, 1)
     path = tmp_path / "state.safetensors"
-    checkpoint.save_state(path, dis, opt, make_adam(copy.deepcopy(dis)), cfg, ("a", "b"), 1, {})
+    trainstate.save_state(path, dis, opt, make_adam(copy.deepcopy(dis)), cfg, ("a", "b"), 1, {})
     dis2 = copy.deepcopy(dis)
     opt2, spare = make_adam(dis2), make_adam(copy.deepcopy(dis2))
-    checkpoint.load_state(path, dis2, opt2, spare)
+    trainstate.load_state(path, dis2, opt2, spare)
     for _ in range(2):  # the original continued, and the restored copy
         step(dis, opt, 2)
         step(dis2, opt2, 2)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 import munit_cli
@@ -20,9 +21,9 @@ runner = CliRunner()
 
 
 def command_names(typer_app) -> list[str]:
-    names = [c.name or c.callback.__name__.replace("_", "-") for c in typer_app.registered_commands]
-    names += [g.name for g in typer_app.registered_groups]
-    return names
+    """The top-level commands and groups as click sees them, including those merged in from the
+    command modules' apps (added without a group name)."""
+    return list(typer.main.get_command(typer_app).commands)
 
 
 def assert_usage_error(result, *needles: str):

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from munit_cli import dist, losses, models, train
+from munit_cli import dist, losses, models, train, updates
 from munit_cli.config import LossConfig
 from munit_cli.errors import MunitError
 
@@ -191,9 +191,9 @@ def test_discriminator_loss_is_weighted_by_gan_w(tiny_cfg):
     grads, values = {}, {}
     for gan_w in (1.0, 2.5):
         d = copy.deepcopy(dis)
-        opt = train.make_optimizer(d.parameters(), cfg)
+        opt = updates.make_optimizer(d.parameters(), cfg)
         weighted = tiny_cfg(loss={"gan_w": gan_w})
-        values[gan_w] = train.dis_update(d, opt, x_a, x_b, x_ba, x_ab, weighted, lambda x: x, contextlib.nullcontext)
+        values[gan_w] = updates.dis_update(d, opt, x_a, x_b, x_ba, x_ab, weighted, lambda x: x, contextlib.nullcontext)
         grads[gan_w] = [p.grad.clone() for p in d.parameters()]
     assert values[2.5].item() == pytest.approx(2.5 * values[1.0].item(), rel=1e-6)
     scores = dis(x_a, x_ba, x_b, x_ab)
@@ -210,11 +210,11 @@ def test_discriminator_loss_is_weighted_by_gan_w(tiny_cfg):
 def test_learning_rate_halves_where_the_authors_scheduler_does(tiny_cfg):
     cfg = tiny_cfg(optim={"lr_step": 100_000})
     lr = cfg.optim.lr
-    assert train.learning_rate(cfg, 0) == lr
-    assert train.learning_rate(cfg, 99_998) == lr  # 0-based iterations
-    assert train.learning_rate(cfg, 99_999) == lr / 2  # the first halving
-    assert train.learning_rate(cfg, 199_998) == lr / 2
-    assert train.learning_rate(cfg, 199_999) == lr / 4
+    assert updates.learning_rate(cfg, 0) == lr
+    assert updates.learning_rate(cfg, 99_998) == lr  # 0-based iterations
+    assert updates.learning_rate(cfg, 99_999) == lr / 2  # the first halving
+    assert updates.learning_rate(cfg, 199_998) == lr / 2
+    assert updates.learning_rate(cfg, 199_999) == lr / 4
 
 
 def test_learning_rate_matches_a_step_scheduler_stepped_before_each_update(tiny_cfg):
@@ -228,21 +228,21 @@ def test_learning_rate_matches_a_step_scheduler_stepped_before_each_update(tiny_
         warnings.simplefilter("ignore")  # torch warns when the scheduler steps before the optimizer
         for iteration in range(12):
             scheduler.step()
-            assert train.learning_rate(cfg, iteration) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12), iteration
+            assert updates.learning_rate(cfg, iteration) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12), iteration
 
 
 def test_linear_learning_rate_reaches_zero_at_the_end_of_the_iterations_or_the_budget(tiny_cfg):
     cfg = tiny_cfg(optim={"lr_policy": "linear", "lr": 1e-3, "lr_step": 2}, train={"iters": 100})
-    assert train.learning_rate(cfg, 0) == pytest.approx(1e-3)
-    assert train.learning_rate(cfg, 50) == pytest.approx(5e-4)  # lr_step plays no part
-    assert train.learning_rate(cfg, 99) == pytest.approx(1e-5)  # the last update still moves
+    assert updates.learning_rate(cfg, 0) == pytest.approx(1e-3)
+    assert updates.learning_rate(cfg, 50) == pytest.approx(5e-4)  # lr_step plays no part
+    assert updates.learning_rate(cfg, 99) == pytest.approx(1e-5)  # the last update still moves
     # a time budget three quarters gone wins over the iterations' tenth
-    assert train.learning_rate(cfg, 10, budget_used=0.75) == pytest.approx(2.5e-4)
-    assert train.learning_rate(cfg, 90, budget_used=0.5) == pytest.approx(1e-4)
-    assert train.learning_rate(cfg, 10, budget_used=1.0) == 0.0
-    assert train.learning_rate(cfg, 10, base=2e-3, budget_used=0.5) == pytest.approx(1e-3)  # D's own rate
+    assert updates.learning_rate(cfg, 10, budget_used=0.75) == pytest.approx(2.5e-4)
+    assert updates.learning_rate(cfg, 90, budget_used=0.5) == pytest.approx(1e-4)
+    assert updates.learning_rate(cfg, 10, budget_used=1.0) == 0.0
+    assert updates.learning_rate(cfg, 10, base=2e-3, budget_used=0.5) == pytest.approx(1e-3)  # D's own rate
     step = tiny_cfg(train={"iters": 100}, optim={"lr": 1e-3})
-    assert train.learning_rate(step, 99, budget_used=0.9) == 1e-3  # the paper's policy ignores the budget
+    assert updates.learning_rate(step, 99, budget_used=0.9) == 1e-3  # the paper's policy ignores the budget
 
 
 def test_linear_learning_rate_in_a_run_follows_its_iterations_and_its_budget(image_folders, tiny_cfg, tmp_path):

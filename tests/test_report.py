@@ -20,7 +20,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageStat
 from typer.testing import CliRunner
 
-from munit_cli import config, report
+from munit_cli import config, lossplot, report
 from munit_cli.cli import app
 
 TERMS = ("dis_total", "gen_total", "gen_adv_a", "recon_x_a", "recon_s_b", "recon_c_a")
@@ -193,29 +193,29 @@ def test_spread_and_buckets():
     picked = report.spread(100, 12)
     assert len(picked) == 12 and picked[0] == 0 and picked[-1] == 99 and picked == sorted(picked)
     points = [(s, float(s)) for s in range(1, 1201)]
-    bucketed = report.bucketed(points)
-    assert len(bucketed) == report.MAX_POINTS and bucketed[-1][0] == 1200
+    bucketed = lossplot.bucketed(points)
+    assert len(bucketed) == lossplot.MAX_POINTS and bucketed[-1][0] == 1200
     assert sum(v for _, v in bucketed) / len(bucketed) == pytest.approx(600.5, rel=1e-3)
-    assert report.bucketed(points[:10]) == points[:10]
+    assert lossplot.bucketed(points[:10]) == points[:10]
 
 
 def test_axis_ticks():
-    assert report.linear_ticks(2, 80) == [20, 40, 60, 80]
-    assert report.linear_ticks(0.1, 0.13) == pytest.approx([0.1, 0.105, 0.11, 0.115, 0.12, 0.125, 0.13])
-    wide = report.log_ticks(math.log10(0.001), math.log10(30))
+    assert lossplot.linear_ticks(2, 80) == [20, 40, 60, 80]
+    assert lossplot.linear_ticks(0.1, 0.13) == pytest.approx([0.1, 0.105, 0.11, 0.115, 0.12, 0.125, 0.13])
+    wide = lossplot.log_ticks(math.log10(0.001), math.log10(30))
     assert [10**t for t in wide] == pytest.approx([0.001, 0.01, 0.1, 1, 10])
-    narrow = report.log_ticks(math.log10(0.09), math.log10(30))  # under four decades: 2x and 5x too
+    narrow = lossplot.log_ticks(math.log10(0.09), math.log10(30))  # under four decades: 2x and 5x too
     assert [10**t for t in narrow] == pytest.approx([0.1, 0.2, 0.5, 1, 2, 5, 10, 20])
-    assert [report.short_number(v) for v in (0.125, 20, 1500, 2_000_000)] == ["0.125", "20", "1.5k", "2M"]
+    assert [lossplot.short_number(v) for v in (0.125, 20, 1500, 2_000_000)] == ["0.125", "20", "1.5k", "2M"]
 
 
 def test_path_gaps_and_lone_points():
-    assert report.path_data([(0, 1), (1, 2), (2, None), (3, 4)]) == "M0.0 1.0L1.0 2.0M3.0 4.0h0"
-    assert report.path_data([(0, None)]) == ""
+    assert lossplot.path_data([(0, 1), (1, 2), (2, None), (3, 4)]) == "M0.0 1.0L1.0 2.0M3.0 4.0h0"
+    assert lossplot.path_data([(0, None)]) == ""
 
 
 def test_smoothing_is_a_debiased_average():
-    out = report.smoothed([2.0, None, 2.0, 4.0])
+    out = lossplot.smoothed([2.0, None, 2.0, 4.0])
     assert out[0] == pytest.approx(2.0) and out[1] is None and out[2] == pytest.approx(2.0)
     assert 2.0 < out[3] < 4.0
 

@@ -12,7 +12,7 @@ import copy
 import pytest
 import torch
 
-from munit_cli import config, losses, models, runtime, train
+from munit_cli import config, losses, models, runtime, train, updates
 
 
 def tiny_cfg(**train_flags) -> config.Config:
@@ -140,8 +140,8 @@ def test_channels_last_matches_contiguous(nets):
         assert torch.allclose(grads[n], g, rtol=1e-3, atol=1e-6), n
 
 
-def run_steps(cfg: config.Config, steps: int) -> tuple[train.Trainer, list[float]]:
-    trainer = train.Trainer(cfg, torch.device("cpu"))
+def run_steps(cfg: config.Config, steps: int) -> tuple[updates.Trainer, list[float]]:
+    trainer = updates.Trainer(cfg, torch.device("cpu"))
     curve = []
     for step in range(steps):
         x_a, x_b = batch(100 + step)
@@ -157,9 +157,9 @@ def test_fused_adam_matches_reference_adam():
     params = [torch.randn(64, 32, requires_grad=True), torch.randn(32, requires_grad=True)]
     start = [p.detach().clone() for p in params]
     twins = [p.detach().clone().requires_grad_(True) for p in params]
-    reference = train.make_optimizer(params, cfg)
+    reference = updates.make_optimizer(params, cfg)
     cfg.optim.fused = True
-    fused = train.make_optimizer(twins, cfg)
+    fused = updates.make_optimizer(twins, cfg)
     assert fused.defaults["fused"] and not reference.defaults["fused"]
     for step in range(5):
         grads = [torch.randn_like(p) for p in params]
@@ -176,13 +176,13 @@ def test_shared_translations_step_is_the_recipe_written_out():
     """With share_translations, one step = G forward with this step's first styles; the D update on
     its detached translations; the G update reading the updated D. Written out by hand here."""
     cfg = tiny_cfg(share_translations=True)
-    trainer = train.Trainer(cfg, torch.device("cpu"))
+    trainer = updates.Trainer(cfg, torch.device("cpu"))
     gen, dis = copy.deepcopy(trainer.gen), copy.deepcopy(trainer.dis)
-    opt_g, opt_d = train.make_optimizer(gen.parameters(), cfg), train.make_optimizer(dis.parameters(), cfg)
+    opt_g, opt_d = updates.make_optimizer(gen.parameters(), cfg), updates.make_optimizer(dis.parameters(), cfg)
     x_a, x_b = batch(7)
     terms = trainer.step(x_a, x_b, 0)
 
-    g = train.step_generator(cfg.train.seed, 0)
+    g = updates.step_generator(cfg.train.seed, 0)
     s_a, s_b = torch.randn(2, 8, generator=g), torch.randn(2, 8, generator=g)
     out = gen(x_a, x_b, s_a, s_b)
     d = dis(x_a, out["x_ba"].detach(), x_b, out["x_ab"].detach())
@@ -262,8 +262,8 @@ def test_auto_precision_follows_the_cpu_units(bf16_units):
 
 def test_without_bf16_units_auto_is_the_reference_path_exactly(bf16_units):
     bf16_units(False)
-    auto = train.Trainer(tiny_cfg(precision="auto", channels_last=True), torch.device("cpu"))
-    ref = train.Trainer(tiny_cfg(precision="fp32", channels_last=False), torch.device("cpu"))
+    auto = updates.Trainer(tiny_cfg(precision="auto", channels_last=True), torch.device("cpu"))
+    ref = updates.Trainer(tiny_cfg(precision="fp32", channels_last=False), torch.device("cpu"))
     assert auto.precision == "fp32" and auto.memory_format == torch.contiguous_format
     for step in range(2):
         x_a, x_b = batch(40 + step)
@@ -275,8 +275,8 @@ def test_without_bf16_units_auto_is_the_reference_path_exactly(bf16_units):
 
 def test_with_bf16_units_auto_trains_in_bf16_close_to_the_reference(bf16_units):
     bf16_units(True)
-    fast = train.Trainer(tiny_cfg(precision="auto", channels_last=True), torch.device("cpu"))
-    ref = train.Trainer(tiny_cfg(precision="fp32"), torch.device("cpu"))
+    fast = updates.Trainer(tiny_cfg(precision="auto", channels_last=True), torch.device("cpu"))
+    ref = updates.Trainer(tiny_cfg(precision="fp32"), torch.device("cpu"))
     assert fast.precision == "bf16" and fast.memory_format == torch.channels_last
     conv = next(m for m in fast.gen.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (4, 4))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.weight.dtype == torch.float32

@@ -20,7 +20,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import munit_cli
-from munit_cli import checkpoint, config, losses, rundir, train
+from munit_cli import checkpoint, config, losses, rundir, train, updates
 from munit_cli.cli import app
 from munit_cli.errors import MunitError, UsageError
 
@@ -531,7 +531,7 @@ def test_a_run_that_failed_before_its_first_step_does_not_block_the_retry(
         raise MunitError("out of memory (simulated)")
 
     with monkeypatch.context() as m:
-        m.setattr(train.Trainer, "step", failing_step)
+        m.setattr(updates.Trainer, "step", failing_step)
         with pytest.raises(MunitError, match="simulated"):
             train.run(tiny_cfg(train={"iters": 2}), [a, b], out)
     assert (out / "run.json").is_file() and not checkpoint.list_steps(out)  # a half-made folder
