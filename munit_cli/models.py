@@ -9,6 +9,10 @@ Layouts follow the reference recipe (`munit-reference.md`). Two design choices m
 
 from __future__ import annotations
 
+import contextlib
+from contextvars import ContextVar
+from typing import Callable, Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,11 +26,46 @@ NORM_EPS = 1e-5
 # Normalisations (pure functions; statistics in float32)
 
 
+# Tiled translation (tiles.py) normalises every tile with the whole image's statistics: while a
+# source is set by `norm_statistics`, each normalisation takes its mean and variance from it. Unset,
+# which is always the case outside tiles.py, every norm runs the plain code below, bit for bit.
+StatsSource = Callable[[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+_stats_source: ContextVar[StatsSource | None] = ContextVar("munit_norm_statistics", default=None)
+
+
+@contextlib.contextmanager
+def norm_statistics(source: StatsSource) -> Iterator[None]:
+    """Within this block every normalisation, in call order, calls `source(kind, x)` with its input x
+    and kind 'in' (instance norm, also AdaIN's) or 'ln' (the decoder's LayerNorm), and normalises
+    with the float32 (mean, var) it returns, shaped as `own_statistics` gives them (or broadcastable)."""
+    token = _stats_source.set(source)
+    try:
+        yield
+    finally:
+        _stats_source.reset(token)
+
+
+def own_statistics(kind: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The statistics a normalisation computes from x itself, in float32: for 'in' per sample and
+    channel (B, C) with the biased variance, for 'ln' per sample (B,) with the unbiased one."""
+    xf = x.float()
+    if kind == "in":
+        var, mean = torch.var_mean(xf, dim=(2, 3), correction=0)
+    else:
+        var, mean = torch.var_mean(xf.flatten(1), dim=1, correction=1)
+    return mean, var
+
+
 def instance_norm(x: torch.Tensor) -> torch.Tensor:
     """Per sample and channel over H, W; biased variance, like InstanceNorm2d(affine=False).
     torch's fused kernel, about 3x faster on CPU than composing var_mean by hand. It reads bf16
     input directly and accumulates the statistics in float32 itself: 4-8x faster on the CPU than
     a float32 copy of the activations, with the same statistics."""
+    source = _stats_source.get()
+    if source is not None:
+        mean, var = source("in", x)
+        y = (x.float() - mean[:, :, None, None]) * torch.rsqrt(var[:, :, None, None] + NORM_EPS)
+        return y.to(x.dtype)
     return F.instance_norm(x, eps=NORM_EPS)
 
 
@@ -39,8 +78,12 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tor
     """The decoder's LayerNorm: per sample over C, H, W, dividing by (std + eps) as the recipe does
     (unbiased std, as torch's Tensor.std), then a per-channel affine."""
     xf = x.float()
-    flat = xf.flatten(1)
-    std, mean = torch.std_mean(flat, dim=1, correction=1)
+    source = _stats_source.get()
+    if source is None:
+        std, mean = torch.std_mean(xf.flatten(1), dim=1, correction=1)
+    else:
+        mean, var = source("ln", x)
+        std = var.sqrt()
     y = (xf - mean[:, None, None, None]) / (std[:, None, None, None] + NORM_EPS)
     y = y * weight.float()[None, :, None, None] + bias.float()[None, :, None, None]
     return y.to(x.dtype)
