@@ -1,7 +1,9 @@
 """The `munit` command: parses and validates, then calls a plain library function.
 
-Only this module turns a `MunitError` into a message and an exit code. Torch is imported inside
-the commands, so `munit --help` and `munit --version` answer instantly.
+Here: the app, train, prepare, demo, translate and interpolate; `cli_model` holds export, evaluate
+and report, `cli_style` the style group, `cli_common` what they share (`report_errors`, the one
+place a `MunitError` becomes a message and an exit code). Torch is imported inside the commands,
+so `munit --help` and `munit --version` answer instantly.
 
 Exit codes: 0 success, 1 failure, 2 bad usage, 3 partial failure (some inputs failed),
 130 / 143 stopped by SIGINT / SIGTERM after saving.
@@ -9,16 +11,27 @@ Exit codes: 0 success, 1 failure, 2 bad usage, 3 partial failure (some inputs fa
 
 from __future__ import annotations
 
-import functools
-import json
-import os
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, List, Optional
 
 import typer
 
-from munit_cli import __version__
-from munit_cli.errors import MunitError, UsageError
+from munit_cli import __version__, cli_model, cli_style
+from munit_cli.cli_common import (
+    BatchOpt,
+    DeviceOpt,
+    EmaOpt,
+    ModelOpt,
+    OverwriteOpt,
+    PrecisionOpt,
+    SizeOpt,
+    TileOpt,
+    ToOpt,
+    TruncationOpt,
+    emit_json,
+    report_errors,
+)
+from munit_cli.errors import UsageError
 
 app = typer.Typer(
     name="munit",
@@ -43,47 +56,6 @@ def _root(
     version: bool = typer.Option(False, "--version", "-V", help="Show the version and exit.", callback=_version, is_eager=True),
 ) -> None:
     pass
-
-
-def report_errors(fn: Callable) -> Callable:
-    """Run a command body; a MunitError becomes 'error: ...' on stderr and its exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except MunitError as exc:
-            fail(exc)
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
-        except Exception as exc:
-            if os.environ.get("MUNIT_DEBUG"):
-                raise
-            typer.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
-            typer.echo("  rerun with MUNIT_DEBUG=1 for the traceback, and please report it", err=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
-
-
-def fail(exc: MunitError) -> None:
-    from rich.markup import escape
-
-    from munit_cli.console import err
-
-    # escaped: messages hold paths and hints like 'munit-cli[export]' that rich would read as tags
-    err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
-    if exc.hint:
-        err.print(f"  hint: {exc.hint}", highlight=False, soft_wrap=True)
-    raise typer.Exit(exc.exit_code)
-
-
-def emit_json(record: dict[str, Any]) -> None:
-    """One JSON line on stdout; a closed or full stdout is a MunitError (one line, exit 1)."""
-    from munit_cli.inputs import write_stdout
-
-    write_stdout((json.dumps(record) + "\n").encode())
 
 
 def config_from_flags(
@@ -306,20 +278,7 @@ def demo(
 
 
 # ---------------------------------------------------------------------------------------------
-# translate, style, interpolate
-
-
-ModelOpt = typer.Option(
-    None, "--model", "-m", help="Run folder (its newest generator), a generator or bundle .safetensors. Default: $MUNIT_MODEL, else the run under ./runs trained last.", show_default=False
-)
-ToOpt = typer.Option("B", "--to", "-t", help="Target domain: its name or letter (A, B).")
-SizeOpt = typer.Option(None, "--size", help="Work with the shorter side at this many pixels (default: the input's size; inputs too large for the 8 GiB memory budget are skipped, naming this option); outputs keep the input's size.")
-TruncationOpt = typer.Option(1.0, "--truncation", help="Scale sampled styles toward the mean, 0 < PSI <= 1 (smaller: safer, less extreme).", metavar="PSI")
-BatchOpt = typer.Option(1, "--batch-size", "-b", help="Inputs per forward pass (faster on GPUs; pixels may differ by rounding from batch size 1).")
-DeviceOpt = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
-OverwriteOpt = typer.Option(False, "--overwrite", help="Replace existing output files (without it, nothing is written when one exists).")
-EmaOpt = typer.Option(True, "--ema/--no-ema", help="Use the EMA (averaged) weights when the file has them; --no-ema the raw ones.")
-PrecisionOpt = typer.Option("auto", "--precision", help="auto (bf16 where the GPU or CPU has bf16 units, else fp32), fp32 (the reference) or bf16.")
+# translate, interpolate (their shared options are in cli_common; style is cli_style's)
 
 
 @app.command(
@@ -328,11 +287,13 @@ PrecisionOpt = typer.Option("auto", "--precision", help="auto (bf16 where the GP
     "  munit translate photo.jpg --to B --model runs/x --num-styles 5 --out out/\n\n"
     "  munit translate 'shots/*.png' --to painting --style look.safetensors --out out/ --json | jq .path\n\n"
     "  cat in.png | munit translate - --to B --model runs/x > out.png\n\n"
-    "  munit translate photos/ --to B --style ref.jpg --style seed:3 --grid --out grids/",
+    "  munit translate photos/ --to B --style ref.jpg --style seed:3 --grid --out grids/\n\n"
+    "  munit translate panorama.png --to B --tile 512 --out big.png          # any size, in tiles\n\n"
+    "  munit translate clip.mp4 --to B --style look --out clip_b.mp4        # a video, sound kept",
 )
 @report_errors
 def translate(
-    inputs: List[str] = typer.Argument(..., help="Image files, folders, globs, or - for image bytes on stdin.", metavar="INPUT"),
+    inputs: List[str] = typer.Argument(..., help="Image or video (mp4, webm, mov, gif) files, folders, globs, or - for image bytes on stdin.", metavar="INPUT"),
     to: str = ToOpt,
     model: Optional[str] = ModelOpt,
     styles: Optional[List[str]] = typer.Option(None, "--style", "-s", help="A style to use (repeatable): seed:N, a saved style's name, a style file or a reference image.", metavar="STYLE"),
@@ -340,14 +301,15 @@ def translate(
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled styles; a style depends only on (seed, its index)."),
     truncation: float = TruncationOpt,
     size: Optional[int] = SizeOpt,
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Folder, image file (.png/.jpg), or - for PNG bytes on stdout. Default: stdout for -, else ./translated.", metavar="DIR|FILE|-"),
+    tile: Optional[int] = TileOpt,
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Folder, image file (.png/.jpg), video file (one video input, one style), or - for PNG bytes on stdout. Default: stdout for -, else ./translated (videos keep their container).", metavar="DIR|FILE|-"),
     grid: bool = typer.Option(False, "--grid", help="One grid per input (the input, then its translations) instead of separate images."),
     save_styles: Optional[Path] = typer.Option(None, "--save-styles", help="Also save the style codes used, as style files in this folder.", metavar="DIR"),
     batch_size: int = BatchOpt,
     device: str = DeviceOpt,
     ema: bool = EmaOpt,
     precision: str = PrecisionOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON record per output (input, style, path) on stdout."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON record per output (input, style, path; frames, fps, duration for videos) on stdout."),
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Translate images to the other domain.  [dim]munit translate in.jpg --to B --model runs/x[/dim]"""
@@ -362,6 +324,7 @@ def translate(
         seed=seed,
         truncation=truncation,
         size=size,
+        tile=tile,
         out=out,
         grid=grid,
         save_styles_to=save_styles,
@@ -378,111 +341,6 @@ def translate(
         done = summary.total - len(summary.failed)
         err.print(f"translated {done} of {summary.total} inputs in {len(summary.styles)} styles -> {summary.out}", highlight=False)
     summary.raise_for_failures()
-
-
-style_app = typer.Typer(
-    help="Make style codes to reuse with --style.  [dim]munit style sample --seed 7 --name s1[/dim]",
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-)
-app.add_typer(style_app, name="style")
-StyleOutOpt = typer.Option(None, "--out", "-o", help="The style file to write (.safetensors); or give --name.")
-StyleNameOpt = typer.Option(None, "--name", help="Save the style under this name in the model's run folder (RUN/styles/NAME.safetensors); --style NAME then finds it.")
-StyleDomainOpt = typer.Option("B", "--domain", "-d", help="The domain the style is for: its name or letter (A, B).")
-
-
-def _print_style_file(result: Any, json_out: bool) -> None:
-    if json_out:
-        emit_json(result.to_json())
-    else:
-        from munit_cli.console import err
-        from munit_cli.files import display_path
-
-        err.print(f"wrote {display_path(result.path)} (a style for {result.domain})", highlight=False)
-
-
-@style_app.command(
-    "encode",
-    epilog="Examples:\n\n"
-    "  munit style encode painting.jpg --domain B --name warm\n\n"
-    "  munit style encode painting.jpg --domain B --model runs/x -o s1.safetensors\n\n"
-    "  munit translate photo.jpg --to B --model runs/x --style s1.safetensors",
-)
-@report_errors
-def style_encode(
-    image: Path = typer.Argument(..., help="A reference image of the domain."),
-    domain: str = StyleDomainOpt,
-    model: Optional[str] = ModelOpt,
-    out: Optional[Path] = StyleOutOpt,
-    name: Optional[str] = StyleNameOpt,
-    size: Optional[int] = SizeOpt,
-    device: str = DeviceOpt,
-    ema: bool = EmaOpt,
-    precision: str = PrecisionOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print the written path as JSON on stdout."),
-    overwrite: bool = OverwriteOpt,
-) -> None:
-    """Save the style of a reference image.  [dim]munit style encode ref.jpg --domain B -o s.safetensors[/dim]"""
-    from munit_cli import stylefiles
-
-    result = stylefiles.encode_style_file(
-        image, model=model, domain=domain, out=out, name=name, size=size, device=device, use_ema=ema,
-        precision=precision, overwrite=overwrite,
-    )
-    _print_style_file(result, json_out)
-
-
-@style_app.command(
-    "sample",
-    epilog="Examples:\n\n"
-    "  munit style sample --seed 7 --name s1\n\n"
-    "  munit style sample --seed 7 --model runs/x -o s2.safetensors\n\n"
-    "  munit style sample --seed 7 --index 3 --truncation 0.7 --domain A --model runs/x -o soft.safetensors",
-)
-@report_errors
-def style_sample(
-    seed: int = typer.Option(0, "--seed", help="Seed; the same as --style seed:SEED in translate."),
-    index: int = typer.Option(0, "--index", help="Which style of the seed (seed:SEED:INDEX)."),
-    domain: str = StyleDomainOpt,
-    model: Optional[str] = ModelOpt,
-    out: Optional[Path] = StyleOutOpt,
-    name: Optional[str] = StyleNameOpt,
-    truncation: float = TruncationOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print the written path as JSON on stdout."),
-    overwrite: bool = OverwriteOpt,
-) -> None:
-    """Save a random style from N(0, I).  [dim]munit style sample --seed 7 -o s.safetensors[/dim]"""
-    from munit_cli import stylefiles
-
-    result = stylefiles.sample_style_file(
-        model=model, domain=domain, out=out, name=name, seed=seed, index=index, truncation=truncation,
-        overwrite=overwrite,
-    )
-    _print_style_file(result, json_out)
-
-
-@style_app.command(
-    "list",
-    epilog="Examples:\n\n  munit style list\n\n  munit style list --model runs/x --json | jq -r '.styles[].name'",
-)
-@report_errors
-def style_list(
-    model: Optional[str] = ModelOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print the list as JSON on stdout."),
-) -> None:
-    """List the styles saved by name in the model's run (name, domain, source, created).  [dim]munit style list[/dim]"""
-    from munit_cli import stylefiles
-    from munit_cli.inputs import write_stdout
-
-    result = stylefiles.list_styles(model)
-    if json_out:
-        emit_json(result.to_json())
-        return
-    rows = [("name", "domain", "source", "created")]
-    rows += [(s.name, s.domain, s.problem or s.source, s.created) for s in result.styles]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = ["  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[3]]) for row in rows]
-    write_stdout(("\n".join(lines) + "\n").encode())
 
 
 @app.command(
@@ -503,10 +361,12 @@ def interpolate(
     steps: int = typer.Option(8, "--steps", "-k", help="Frames, both ends included (2 to 10000)."),
     mode: str = typer.Option("linear", "--mode", help="linear or slerp (spherical)."),
     gif: bool = typer.Option(False, "--gif", help="Also write an animated GIF."),
-    fps: float = typer.Option(8.0, "--fps", help="GIF frames per second (0.01 to 100)."),
+    mp4: bool = typer.Option(False, "--mp4", help="Also write an MP4 video (needs the \\[video] extra)."),
+    fps: float = typer.Option(8.0, "--fps", help="GIF and MP4 frames per second (0.01 to 100)."),
     out: Path = typer.Option(Path("interpolation"), "--out", "-o", help="Output folder."),
     model: Optional[str] = ModelOpt,
     size: Optional[int] = SizeOpt,
+    tile: Optional[int] = TileOpt,
     truncation: float = TruncationOpt,
     batch_size: int = BatchOpt,
     device: str = DeviceOpt,
@@ -527,9 +387,11 @@ def interpolate(
         steps=steps,
         mode=mode,
         gif=gif,
+        mp4=mp4,
         fps=fps,
         out=out,
         size=size,
+        tile=tile,
         truncation=truncation,
         batch_size=batch_size,
         device=device,
@@ -543,130 +405,16 @@ def interpolate(
         from munit_cli.console import err
 
         err.print(f"{len(summary.frames)} frames in {out / 'frames'}", highlight=False)
-        for label, path in (("strip", summary.strip), ("gif", summary.gif)):
+        for label, path in (("strip", summary.strip), ("gif", summary.gif), ("mp4", summary.mp4)):
             if path:
                 err.print(f"  {label}: {path}", highlight=False)
     summary.raise_for_failures()
 
 
-# ---------------------------------------------------------------------------------------------
-# export
-
-
-@app.command(
-    epilog="Examples:\n\n"
-    "  munit export runs/shoes --out export/\n\n"
-    "  munit export gen.safetensors --format bundle --dtype float16 --out export/\n\n"
-    "  munit export gen.safetensors --format onnx --out export/ --json\n\n"
-    "  munit translate photo.jpg --model export/bundle.safetensors --out out.png\n\n"
-    "  python examples/onnx_translate.py export/ photo.jpg out.png --style-seed 3\n\n"
-    "ONNX needs the optional extra: pip install 'munit-cli\\[export]'",
-)
-@report_errors
-def export(
-    model: Optional[Path] = typer.Argument(None, help="Run folder (newest checkpoint), generator or bundle .safetensors; default $MUNIT_MODEL, else the run under ./runs trained last."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for the exported files (created if needed)."),
-    fmt: str = typer.Option(
-        "all", "--format", "-f", help="bundle (one safetensors file for munit), onnx (graphs for onnxruntime) or all."
-    ),
-    dtype: str = typer.Option("float32", help="Bundle weights: float32, float16 or bfloat16 (ONNX is always float32)."),
-    ema: bool = EmaOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
-    overwrite: bool = OverwriteOpt,
-) -> None:
-    """Export a model as a safetensors bundle and ONNX graphs.  [dim]munit export runs/x --out export/[/dim]"""
-    from munit_cli import export as export_mod
-    from munit_cli.console import err
-
-    result = export_mod.run(model, out, fmt, dtype, use_ema=ema, overwrite=overwrite)
-    if json_out:
-        emit_json(result.to_json())
-        return
-    err.print(f"exported {result.model} ({result.weights} weights, step {result.step})")
-    if result.bundle is not None:
-        bundle = result.bundle
-        err.print(f"  bundle: {bundle.path} ({bundle.dtype}, {bundle.bytes / 1e6:.1f} MB)")
-    if result.onnx is not None:
-        onnx_info = result.onnx
-        err.print(f"  onnx:   {', '.join(Path(f).name for f in onnx_info.files)} + {Path(onnx_info.sidecar).name}")
-        err.print(f"  verified against PyTorch with onnxruntime: max abs difference {onnx_info.max_abs_diff:.2e}")
-
-
-# ---------------------------------------------------------------------------------------------
-# evaluate
-
-
-@app.command(
-    epilog="Examples:\n\n"
-    "  munit evaluate --model runs/shoes --test-a data/testA --test-b data/testB\n\n"
-    "  munit evaluate --model gen.safetensors --test-a testA --test-b testB --num-styles 5 --json > scores.json\n\n"
-    "  munit evaluate --model runs/shoes --test-a testA --test-b testB --lpips-weights alex_lpips.safetensors\n\n"
-    "KID and FID need the optional extra (nothing is downloaded): pip install 'munit-cli\\[eval]'. "
-    "Without --lpips-weights, diversity is reported as diversity_l1 (pixel L1), not LPIPS.",
-)
-@report_errors
-def evaluate(
-    model: Optional[str] = ModelOpt,
-    test_a: Path = typer.Option(..., "--test-a", help="Test images of domain A."),
-    test_b: Path = typer.Option(..., "--test-b", help="Test images of domain B (same file names as --test-a: paired metrics too)."),
-    num_styles: int = typer.Option(10, "--num-styles", "-n", help="Random styles per input, 1 to 1000 (diversity; the first also feeds KID/FID)."),
-    seed: int = typer.Option(0, help="Seed of the random styles and KID subsets."),
-    ema: bool = EmaOpt,
-    precision: str = PrecisionOpt,
-    lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="AlexNet LPIPS weights (.safetensors) for LPIPS diversity."),
-    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per Inception batch (1 to 256)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    json_out: bool = typer.Option(False, "--json", help="Print the scores as JSON on stdout."),
-    save: bool = typer.Option(False, "--save", help="Also save the scores into the model's run folder (evaluations/), where munit report shows them."),
-) -> None:
-    """Score a model: KID, FID, diversity, paired L1/PSNR/SSIM.  [dim]munit evaluate -m runs/x --test-a A --test-b B[/dim]"""
-    from munit_cli import evaluate as evaluate_mod
-    from munit_cli.console import err
-
-    result = evaluate_mod.evaluate(
-        model,
-        test_a,
-        test_b,
-        num_styles=num_styles,
-        seed=seed,
-        use_ema=ema,
-        precision=precision,
-        lpips_weights=lpips_weights,
-        batch_size=batch_size,
-        device=device,
-        save=save,
-    )
-    err.print(evaluate_mod.table(result))
-    if result.saved:
-        err.print(f"saved: {result.saved}")
-    if json_out:
-        emit_json(result.to_json())
-
-
-# ---------------------------------------------------------------------------------------------
-# report
-
-
-@app.command(
-    epilog="Examples:\n\n"
-    "  munit report\n\n"
-    "  munit report runs/shoes --json\n\n"
-    "Training rewrites the report at every sample interval: reload the page to see the run's state.",
-)
-@report_errors
-def report(
-    run: Optional[Path] = typer.Argument(None, help="Run folder. Default: the run under ./runs that changed last."),
-    json_out: bool = typer.Option(False, "--json", help='Print {"report": PATH} on stdout.'),
-) -> None:
-    """Write RUN/report.html: loss curves, sample grids, scores, dataset and config.  [dim]munit report runs/x[/dim]"""
-    from munit_cli import report as report_mod
-    from munit_cli.files import display_path
-
-    result = report_mod.run(run)
-    if json_out:
-        emit_json(result.to_json())
-    else:
-        typer.echo(display_path(result.report))
+# Typer lists a group after all of the app's own commands: export, evaluate and report follow
+# interpolate (merged in, as they have no group name), and then the style group.
+app.add_typer(cli_model.app)
+app.add_typer(cli_style.style_app, name="style")
 
 
 def main() -> None:

@@ -25,6 +25,11 @@ class _Bar:
     def __init__(self, progress, task):
         self._progress, self._task = progress, task
 
+    @property
+    def shown(self) -> bool:
+        """Whether a bar is on screen (one at a time: rich has one live display per console)."""
+        return self._progress is not None
+
     def update(self, advance: int = 1, status: str | None = None) -> None:
         if self._progress is not None:
             kwargs = {"status": status} if status is not None else {}

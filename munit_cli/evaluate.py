@@ -105,7 +105,7 @@ def load_images(folder: Path, tr: infer.Translator, skipped: list[str]) -> Domai
     keys, prepared = [], []
     for path in paths:
         try:
-            img = prepare(tr.read_image(path, size=tr.loaded.cfg.data.load_size), tr.loaded.cfg)
+            img = prepare(tr.read_image(path, size=tr.loaded.cfg.data.load_size, whole=True), tr.loaded.cfg)
         except MunitError as exc:
             err.print(f"[yellow]skipped:[/] {escape(str(exc))}", markup=True)
             skipped.append(files.display_path(path))

@@ -12,6 +12,7 @@ meaningless (no model, a bad style, a bad option) raises before any work.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -24,7 +25,7 @@ import torch
 from PIL import Image
 from rich.markup import escape
 
-from munit_cli import checkpoint, files, images, runtime
+from munit_cli import checkpoint, files, images, runtime, tiles
 from munit_cli import styles as styles_mod
 from munit_cli.console import err, progress
 from munit_cli.errors import MunitError, PartialFailure, UsageError
@@ -58,8 +59,10 @@ def resolve_domain(value: str, names: Sequence[str]) -> str:
     )
 
 
-def check_common_options(truncation: float = 1.0, batch_size: int = 1, size: int | None = None) -> None:
+def check_common_options(truncation: float = 1.0, batch_size: int = 1, size: int | None = None, tile: int | None = None) -> None:
     styles_mod.check_truncation(truncation)
+    if tile is not None and tile < 1:
+        raise UsageError(f"--tile must be a positive number of pixels, got {tile}")
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     if size is not None and size < 1:
@@ -79,6 +82,7 @@ class Translator:
     device: torch.device
     size: int | None = None  # shorter side to work at; None keeps the input's size
     precision: str = "fp32"  # resolved: fp32 (the reference) or bf16 (autocast; see runtime.resolve_precision)
+    tile: int | None = None  # tile side for tiled translation; None tiles only inputs over the budget
 
     @classmethod
     def open(
@@ -89,22 +93,31 @@ class Translator:
         size: int | None = None,
         use_ema: bool = True,
         precision: str = "auto",
+        tile: int | None = None,
     ) -> Translator:
-        check_common_options(size=size)
+        check_common_options(size=size, tile=tile)
         dev = pick_device(device)
         loaded = checkpoint.load_model(model, dev, use_ema=use_ema)
-        return cls.of(loaded, resolve_domain(to, loaded.names), dev, size, precision)
+        return cls.of(loaded, resolve_domain(to, loaded.names), dev, size, precision, tile)
 
     @classmethod
     def of(
-        cls, loaded: checkpoint.LoadedGenerator, target: str, device: torch.device, size: int | None = None, precision: str = "auto"
+        cls,
+        loaded: checkpoint.LoadedGenerator,
+        target: str,
+        device: torch.device,
+        size: int | None = None,
+        precision: str = "auto",
+        tile: int | None = None,
     ) -> Translator:
         """A translator for a model already loaded on `device`; `precision` as `--precision` takes it."""
         resolved, channels_last = runtime.resolve_precision(precision, True, device)
         if channels_last:
             loaded.model.to(memory_format=torch.channels_last)
-        tr = cls(loaded, target, device, size, resolved)
-        largest = math.isqrt(tr.max_pixels)
+        tr = cls(loaded, target, device, size, resolved, tile)
+        if tile is not None:
+            tiles.check_tile(tr, tile)
+        largest = math.isqrt(MEMORY_BUDGET // (3 * 3 * 4))  # a square's blend buffers, one translation
         if size is not None and size > largest:
             raise UsageError(
                 f"--size {size} is too large: this model works at a shorter side of at most {largest} px "
@@ -149,49 +162,65 @@ class Translator:
         scale = 1.0 if size is None else size / min(width, height)
         return max(smallest, step * round(width * scale / step)), max(smallest, step * round(height * scale / step))
 
-    def check_fits(self, width: int, height: int, name: str, outputs: int = 1, size: int | None = None) -> None:
-        """Refuse an input whose working size would exceed the memory budget, or whose `outputs`
-        translations at its own size would not fit in OUTPUT_BUDGET."""
-        w, h = self.work_size(width, height, size)
-        if w * h > self.max_pixels:
-            smallest = min_size(self.loaded.cfg.model)
-            aspect = max(width, height) / min(width, height)
-            fits = math.isqrt(int(self.max_pixels / aspect))
-            hint = (
-                f"pass --size {fits} or less to work smaller"
-                if fits >= smallest
-                else "its sides are too unequal to fit at any --size"
-            )
-            raise images.ImageError(
-                name,
-                f"{width}x{height} would be worked at {w}x{h}, over the {_gib(MEMORY_BUDGET)} memory budget of "
-                f"inference ({self.max_pixels / 1e6:.1f} megapixels for this model); {hint}",
-            )
-        held = outputs * width * height * (1 if self.mode == "L" else 3)
+    def check_fits(self, width: int, height: int, name: str, outputs: int = 1, size: int | None = None, whole: bool = False) -> None:
+        """Refuse an input whose `outputs` translations at its own size would not fit in
+        OUTPUT_BUDGET, and one whose working size would not fit MEMORY_BUDGET where it must be
+        worked `whole` (style encoding, evaluation), or whose blend buffers would not fit when tiled
+        (the input and every output in float32 on the CPU). Translation tiles what is too large."""
+        channels = 1 if self.mode == "L" else 3
+        held = outputs * width * height * channels
         if held > OUTPUT_BUDGET:
             raise images.ImageError(
                 name,
                 f"{outputs} translations at {width}x{height} would hold {held / (1 << 30):.1f} GiB of images, over "
                 f"the {_gib(OUTPUT_BUDGET)} budget; use fewer styles or steps, or a smaller input",
             )
+        w, h = self.work_size(width, height, size)
+        if whole and w * h > self.max_pixels:
+            smallest = min_size(self.loaded.cfg.model)
+            aspect = max(width, height) / min(width, height)
+            fits = math.isqrt(int(self.max_pixels / aspect))
+            hint = f"pass --size {fits} or less to work smaller" if fits >= smallest else "its sides are too unequal to fit at any --size"
+            raise images.ImageError(
+                name,
+                f"{width}x{height} would be worked at {w}x{h}, over the {_gib(MEMORY_BUDGET)} memory budget of "
+                f"inference ({self.max_pixels / 1e6:.1f} megapixels for this model); {hint}",
+            )
+        buffers = (outputs + 2) * w * h * channels * 4
+        if not whole and self.tiled(width, height) and buffers > MEMORY_BUDGET:
+            raise images.ImageError(
+                name,
+                f"tiled at {w}x{h}, {outputs} translation{'s' if outputs > 1 else ''} would need {buffers / (1 << 30):.1f} GiB "
+                f"of blend buffers, over the {_gib(MEMORY_BUDGET)} memory budget; use fewer styles, or --size to work smaller",
+            )
 
-    def read_image(self, source: Path | bytes, name: str | None = None, outputs: int = 1, size: int | None = None) -> Image.Image:
+    def tiled(self, width: int, height: int) -> bool:
+        """Whether an input of this size is translated in tiles: always with --tile, else when its
+        working size would not fit the memory budget in one pass."""
+        return self.tile is not None or tiles.needs_tiling(self, width, height)
+
+    def read_image(
+        self, source: Path | bytes, name: str | None = None, outputs: int = 1, size: int | None = None, whole: bool = False
+    ) -> Image.Image:
         """An input decoded in the model's colour mode. A file that is not a regular file, or whose
         size (read from its header, before decoding) does not fit `check_fits`, is refused."""
         name = name or (files.display_path(source) if isinstance(source, Path) else "image data")
         data = source if isinstance(source, bytes) else images.read_bytes(source)
         claimed = _header_size(data)
         if claimed is not None:
-            self.check_fits(*claimed, name, outputs, size)
+            self.check_fits(*claimed, name, outputs, size, whole)
         img = images.open_image(data, mode=self.mode, name=name)
-        self.check_fits(*img.size, name, outputs, size)  # EXIF orientation may have turned it
+        self.check_fits(*img.size, name, outputs, size, whole)  # EXIF orientation may have turned it
         return img
 
-    def to_input(self, img: Image.Image) -> torch.Tensor:
-        """(1, C, h, w) in [-1, 1] at the working size."""
-        x = images.to_tensor(images.resize(img, self.work_size(*img.size)))
+    def to_input(self, img: Image.Image, on_device: bool = True) -> torch.Tensor:
+        """(1, C, h, w) in [-1, 1] at the working size; on the CPU with `on_device=False` (tiled
+        translation moves one tile at a time)."""
+        x = (images.to_tensor(images.resize(img, self.work_size(*img.size))).float() / 127.5 - 1.0)[None]
+        if not on_device:
+            return x
         layout = torch.channels_last if self.precision == "bf16" else torch.contiguous_format
-        return (x.float() / 127.5 - 1.0)[None].to(self.device).contiguous(memory_format=layout)
+        return x.to(self.device).contiguous(memory_format=layout)
 
     def to_output(self, x: torch.Tensor, size: tuple[int, int]) -> Image.Image:
         return images.resize(images.tensor_to_image(x.float()), size)
@@ -204,7 +233,7 @@ class Translator:
             return gen_b.style_encoder(self.to_input(img))[0].float().cpu()
 
     def reference_style(self, path: Path) -> torch.Tensor:
-        return self.encode_style(self.read_image(path))
+        return self.encode_style(self.read_image(path, whole=True))
 
     @torch.no_grad()
     def translate_batch(self, x_a: torch.Tensor, styles: torch.Tensor) -> list[torch.Tensor]:
@@ -252,7 +281,9 @@ def translate_items(
         results = [_read(tr, item, len(styles)) for item in items[start : start + batch_size]]
         by_size: dict[tuple[int, int], list[tuple[Translation, Image.Image]]] = {}
         for r in results:
-            if r.image is not None:
+            if r.image is not None and tr.tiled(*r.image.size):
+                r.outputs = translate_tiled(tr, r.image, styles, bar)
+            elif r.image is not None:
                 by_size.setdefault(tr.work_size(*r.image.size), []).append((r, r.image))
         for (w, h), group in by_size.items():
             per_pass = max(1, tr.max_pixels // (w * h))
@@ -262,6 +293,32 @@ def translate_items(
             if bar is not None:
                 bar.update(1)
             yield r
+
+
+def translate_tiled(tr: Translator, image: Image.Image, styles: torch.Tensor, bar=None) -> list[Image.Image]:
+    """One input in every style, tile by tile (`tiles.py`), back at the input's size. Progress goes
+    to `bar`'s status when a bar is shown, else to a bar of its own over the tiles."""
+    x_a = tr.to_input(image, on_device=False)
+    tile = tr.tile or tiles.default_tile(tr)
+    step = size_multiple(tr.loaded.cfg.model)
+    total = tiles.count_tiles(x_a.shape[-1], x_a.shape[-2], tile, tiles.default_overlap(tile, step), step)
+    done = 0
+
+    def on_tile() -> None:
+        nonlocal done
+        done += 1
+        shown.update(0 if shown is bar else 1, status=f"tile {done}/{total}")
+
+    with contextlib.nullcontext(bar) if bar is not None and bar.shown else progress("tiles", total, enabled=total > 1) as shown:
+        x_ab = tiles.translate_tiled(tr, x_a, styles, tile, on_tile)
+    return [tr.to_output(x, image.size) for x in x_ab]
+
+
+def translate_image(tr: Translator, image: Image.Image, styles: torch.Tensor, bar=None) -> list[Image.Image]:
+    """One input in every style (K, style_dim), whole or tiled as `Translator.tiled` says."""
+    if tr.tiled(*image.size):
+        return translate_tiled(tr, image, styles, bar)
+    return [tr.to_output(x[0], image.size) for x in tr.translate_batch(tr.to_input(image), styles)]
 
 
 def _read(tr: Translator, item: InputItem, outputs: int) -> Translation:

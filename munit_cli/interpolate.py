@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from rich.markup import escape
 
-from munit_cli import checkpoint, files, images
+from munit_cli import checkpoint, files, images, video
 from munit_cli import styles as styles_mod
 from munit_cli.console import err
 from munit_cli.errors import MunitError, UsageError
@@ -32,6 +32,7 @@ from munit_cli.styles import domain_letter
 
 STRIP_NAME = "strip.png"
 GIF_NAME = "interpolation.gif"
+MP4_NAME = "interpolation.mp4"
 MODES = ("linear", "slerp")
 MAX_STEPS = 10_000  # interpolation frames
 FPS_RANGE = (0.01, 100.0)  # a GIF frame lasts 10 ms to 655 s; outside that Pillow cannot write it
@@ -71,6 +72,7 @@ class InterpolateResult(Result):
     frames: list[str]
     strip: str | None
     gif: str | None
+    mp4: str | None
     full_names: dict[str, str]  # frame path -> the name before shortening, for names too long to write
 
     def raise_for_failures(self) -> None:
@@ -126,9 +128,11 @@ def interpolate(
     steps: int = 8,
     mode: str = "linear",
     gif: bool = False,
+    mp4: bool = False,
     fps: float = 8.0,
     out: Path = Path("interpolation"),
     size: int | None = None,
+    tile: int | None = None,
     truncation: float = 1.0,
     batch_size: int = 1,
     device: str = "auto",
@@ -138,15 +142,15 @@ def interpolate(
 ) -> InterpolateResult:
     """Translate the input(s) with styles moving from `style_a` to `style_b` in `steps` frames.
 
-    Writes OUT/frames/STEM_NNN.png, OUT/strip.png (a row of frames per input) and, with `gif`,
-    OUT/interpolation.gif (frame t shows every input side by side). The frames go through the
+    Writes OUT/frames/STEM_NNN.png, OUT/strip.png (a row of frames per input) and, with `gif` and
+    `mp4`, OUT/interpolation.gif and .mp4 (frame t shows every input side by side). The frames go through the
     same loop as `translate`, so the first and last equal `translate --style A` / `--style B`.
     Existing files are only replaced with `overwrite`."""
-    check_common_options(truncation, batch_size, size)
+    check_common_options(truncation, batch_size, size, tile)
     check_interpolation(steps, mode, fps)
     out = Path(out)
     check_output_folder(out)
-    tr = Translator.open(model, to, device, size, use_ema, precision)
+    tr = Translator.open(model, to, device, size, use_ema, precision, tile)
     s1 = styles_mod.resolve_style(style_a, tr, truncation).code
     s2 = styles_mod.resolve_style(style_b, tr, truncation).code
     codes = interpolate_styles(s1, s2, steps, mode)
@@ -159,7 +163,8 @@ def interpolate(
         for t in range(steps)
     }
     planned = list(wanted)
-    files.refuse_overwrite(planned + [out / STRIP_NAME] + ([out / GIF_NAME] if gif else []), overwrite)
+    movies = [name for name, wanted_one in ((GIF_NAME, gif), (MP4_NAME, mp4)) if wanted_one]
+    files.refuse_overwrite(planned + [out / STRIP_NAME] + [out / name for name in movies], overwrite)
     note_shortened(sum(path.name != name for path, name in wanted.items()))
     warn_of_other_frames(out / "frames", {p.name for p in planned})
 
@@ -176,18 +181,21 @@ def interpolate(
             too_large = width * height > MAX_PICTURE_PIXELS
         if too_large:
             strips.clear()  # frees the frames: they are on disk
-    strip = gif_path = None
+    strip = gif_path = mp4_path = None
     if too_large:
         err.print(
-            f"[yellow]warning:[/] {STRIP_NAME}{' and ' + GIF_NAME if gif else ''} not written: all frames together "
+            f"[yellow]warning:[/] {' and '.join([STRIP_NAME, *movies])} not written: all frames together "
             f"would exceed {MAX_PICTURE_PIXELS / 1e6:.0f} megapixels (the frames are in {escape(files.display_path(out / 'frames'))})",
             markup=True,
         )
     elif strips:
         strip = str(images.save_png(image_grid(strips), out / STRIP_NAME))
+        frames = [image_grid([[row[t] for row in strips]]) for t in range(steps)] if movies else []
         if gif:
-            frames = [image_grid([[row[t] for row in strips]]) for t in range(steps)]
             gif_path = str(images.save_gif(frames, out / GIF_NAME, fps))
+        if mp4:
+            video.write_frames(frames, out / MP4_NAME, fps)
+            mp4_path = str(out / MP4_NAME)
     written = set(frame_paths)
     full_names = {str(path): name for path, name in wanted.items() if path.name != name and str(path) in written}
-    return InterpolateResult(len(items), failed, frame_paths, strip, gif_path, full_names)
+    return InterpolateResult(len(items), failed, frame_paths, strip, gif_path, mp4_path, full_names)

@@ -10,8 +10,11 @@ from typing import Callable, Literal, Protocol, Sequence
 import torch
 from PIL import Image
 
-from munit_cli import files, images
+from rich.markup import escape
+
+from munit_cli import files, images, video
 from munit_cli import styles as styles_mod
+from munit_cli.console import err, progress
 from munit_cli.errors import MunitError, UsageError
 from munit_cli.infer import (
     MAX_PICTURE_PIXELS,
@@ -23,6 +26,7 @@ from munit_cli.infer import (
     image_grid,
     note_shortened,
     raise_for_failures,
+    translate_image,
     translate_with_progress,
 )
 from munit_cli.inputs import STDIN, InputItem, expand_inputs, stdout_is_terminal, write_stdout
@@ -59,8 +63,11 @@ class FolderSink:
         self.folder, self.grid, self.label = folder, grid, files.display_path(folder)
         self.long_names: dict[str, str] = {}
 
-    def outputs(self, stem: str, styles: Sequence[Style]) -> list[Path]:
-        tails = [("_grid.png", "_grid.png")] if self.grid else [(f"_{s.tag}.png", f"_{s.full_tag or s.tag}.png") for s in styles]
+    def outputs(self, stem: str, styles: Sequence[Style], suffix: str = ".png") -> list[Path]:
+        if self.grid:
+            tails = [("_grid.png", "_grid.png")]
+        else:
+            tails = [(f"_{s.tag}{suffix}", f"_{s.full_tag or s.tag}{suffix}") for s in styles]
         head, sep, last = stem.rpartition("/")  # a subfolder's name fits already: it exists
         paths = []
         for tail, full_tail in tails:
@@ -153,6 +160,9 @@ class OutputRecord(Result):
     style: str
     path: str
     full_name: str | None = None  # the name before shortening, when it was too long for a file name
+    frames: int | None = None  # for a video: the output's frame count, rate and length in seconds
+    fps: float | None = None
+    duration: float | None = None
 
 
 @dataclass
@@ -184,23 +194,39 @@ def translate_files(
     device: str = "auto",
     use_ema: bool = True,
     precision: str = "auto",
+    tile: int | None = None,
     on_record: Callable[[OutputRecord], None] | None = None,
     overwrite: bool = False,
 ) -> TranslateResult:
     """Translate every input with every style and write the results to the sink --out names.
-    `on_record` receives an OutputRecord per output as it is written. Existing files are only
-    replaced with `overwrite`."""
-    check_common_options(truncation, batch_size, size)
+    Videos (mp4, webm, mov, animated gif) are translated frame by frame, one output video per style,
+    into the --out folder or the one --out video file. `on_record` receives an OutputRecord per
+    output as it is written. Existing files are only replaced with `overwrite`."""
+    check_common_options(truncation, batch_size, size, tile)
     styles_mod.check_num_styles(num_styles)
-    sink = output_sink(out, STDIN in inputs, grid, on_record is not None)
+    video_out = Path(out) if out is not None and str(out) != STDIN and _is_video_name(Path(out)) else None
+    sink = None if video_out else output_sink(out, STDIN in inputs, grid, on_record is not None)
     items = expand_inputs(inputs)
-    tr = Translator.open(model, to, device, size, use_ema, precision)
+    clips = [item for item in items if _is_clip(item)]
+    pictures = [item for item in items if item not in clips]
+    _check_video_outputs(video_out, sink, items, clips, grid)
+    tr = Translator.open(model, to, device, size, use_ema, precision, tile)
     chosen = styles_mod.resolve_styles(tr, styles, num_styles, seed, truncation)
-    planned = sink.planned(items, chosen)
+    if video_out is not None and len(chosen) != 1:
+        raise UsageError(
+            f"--out {files.display_path(video_out)}: a video file holds one style's translation, got {len(chosen)} styles",
+            hint="give one --style, or --out DIR for one video per style",
+        )
+    targets = {
+        item.name: [video_out] if video_out is not None else sink.outputs(item.stem, chosen, item.path.suffix.lower())
+        for item in clips
+    }
+    planned = (sink.planned(pictures, chosen) if sink is not None else []) + [p for paths in targets.values() for p in paths]
     if save_styles_to is not None:
         planned += styles_mod.style_paths(save_styles_to, chosen)
     files.refuse_overwrite(planned, overwrite)
-    shortened = len(sink.long_names)
+    long_names = sink.long_names if sink is not None else {}
+    shortened = len(long_names)
     if save_styles_to is not None:
         shortened += sum(s.full_tag is not None for s in chosen)
     note_shortened(shortened)
@@ -210,11 +236,74 @@ def translate_files(
 
     failed: list[str] = []
     written = 0
-    for r, image in translate_with_progress(tr, items, codes, batch_size, "translate", failed):
-        paths = sink.add(r, image, chosen)
-        written += len(r.outputs)
-        if on_record is not None:
-            for style, path in zip(chosen, paths):
-                on_record(OutputRecord(r.item.name, style.label, path, sink.long_names.get(path)))
-    sink.finish(chosen)
-    return TranslateResult(len(items), written, failed, sink.label, [s.label for s in chosen])
+    if pictures:
+        for r, image in translate_with_progress(tr, pictures, codes, batch_size, "translate", failed):
+            paths = sink.add(r, image, chosen)
+            written += len(r.outputs)
+            if on_record is not None:
+                for style, path in zip(chosen, paths):
+                    on_record(OutputRecord(r.item.name, style.label, path, long_names.get(path)))
+        sink.finish(chosen)
+    for item in clips:
+        for style, path in zip(chosen, targets[item.name]):
+            try:
+                result = _translate_clip(tr, item, style, path)
+            except MunitError as exc:
+                err.print(f"[yellow]skipped:[/] {escape(str(exc))}", markup=True)
+                failed.append(item.name)
+                break
+            written += 1
+            if on_record is not None:
+                record = OutputRecord(item.name, style.label, str(path), long_names.get(str(path)))
+                record.frames, record.fps, record.duration = result.frames, result.fps, result.duration
+                on_record(record)
+    label = files.display_path(video_out) if video_out is not None else sink.label
+    return TranslateResult(len(items), written, failed, label, [s.label for s in chosen])
+
+
+# ---------------------------------------------------------------------------------------------
+# Videos
+
+
+def _is_video_name(path: Path) -> bool:
+    return video.is_video(path) and not path.is_dir()
+
+
+def _is_clip(item: InputItem) -> bool:
+    """Whether an input is translated as a video: mp4, webm and mov always; a GIF when it has more
+    than one frame (a still GIF is an image like any other)."""
+    if item.problem or item.path is None or not video.is_video(item.path):
+        return False
+    if item.path.suffix.lower() != ".gif":
+        return True
+    try:
+        with Image.open(item.path) as img:
+            return getattr(img, "n_frames", 1) > 1
+    except (OSError, ValueError):  # reading it as an image says why
+        return False
+
+
+def _check_video_outputs(video_out: Path | None, sink, items: Sequence[InputItem], clips: Sequence[InputItem], grid: bool) -> None:
+    if video_out is not None and (len(items) != 1 or not clips):
+        raise UsageError(
+            f"--out {files.display_path(video_out)}: a video file holds the translation of one video input",
+            hint="give one video (mp4, webm, mov, animated gif), or --out DIR for several inputs",
+        )
+    if clips and (grid or isinstance(sink, PictureSink)):
+        raise UsageError(
+            f"{clips[0].name} is a video: its translation goes to a folder (--out DIR) or a video file (--out out.mp4)"
+            + (", and --grid is for images" if grid else ""),
+        )
+
+
+def _translate_clip(tr: Translator, item: InputItem, style: Style, path: Path) -> video.VideoResult:
+    """Every frame of one video in one style, with a progress bar over the frames."""
+    info = video.probe(item.path)
+    tr.check_fits(info.width, info.height, item.name)
+    code = style.code[None]
+    with progress(f"translate {style.tag}", info.frames) as bar:
+
+        def frame(img: Image.Image) -> Image.Image:
+            return translate_image(tr, img.convert(tr.mode), code, bar)[0].convert("RGB")
+
+        return video.translate_video(item.path, path, frame, on_frame=bar.update)

@@ -129,15 +129,18 @@ def test_stdin_over_the_limit_is_one_failed_input(world, monkeypatch, reliabilit
 # The memory budget
 
 
-def test_images_too_large_for_the_memory_budget_are_skipped_and_the_rest_translated(world, tmp_path, reliability):
+def test_images_too_large_to_tile_within_the_budget_are_skipped_and_the_rest_translated(world, tmp_path, reliability, monkeypatch):
+    """Over the budget for one pass an input is tiled; only one whose blend buffers (input and
+    outputs in float32) would not fit is refused, from its header."""
     reliability.add("bad_inputs", 2)
     reliability.add("oversized_images", 2)
+    monkeypatch.setattr(infer, "MEMORY_BUDGET", 64 << 20)
     out = tmp_path / "o"
     result = cli("translate", world["huge"], world["thin"], world["good"], "-m", world["run"], "--out", out)
     assert result.exit_code == 3, result.output
-    assert "huge.png: 13000x13000 would be worked at 13000x13000, over the 8 GiB memory budget" in result.stderr
-    assert "pass --size" in result.stderr
-    assert "thin.png: 1x3000000" in result.stderr and "too unequal to fit at any --size" in result.stderr
+    assert "huge.png: tiled at 13000x13000, 1 translation would need 5.7 GiB of blend buffers" in result.stderr
+    assert "over the 0.0625 GiB memory budget" in result.stderr and "--size to work smaller" in result.stderr
+    assert "thin.png: tiled at" in result.stderr
     assert "2 of 3 inputs failed" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["good_seed0.png"]
 
@@ -150,7 +153,7 @@ def test_style_encode_and_evaluate_refuse_images_over_the_budget(world, tmp_path
     # evaluate prepares at the training size, so only a shape too thin for any size is refused
     tr = infer.Translator.open(world["run"], "B", "cpu")
     with pytest.raises(MunitError, match="too unequal"):
-        tr.read_image(world["thin"], size=tr.loaded.cfg.data.load_size)
+        tr.read_image(world["thin"], size=tr.loaded.cfg.data.load_size, whole=True)
 
 
 def test_outputs_that_would_not_fit_in_memory_are_refused_per_input(world, monkeypatch):
@@ -193,7 +196,7 @@ def test_batches_are_split_to_stay_within_the_budget(world, monkeypatch):
         (["translate", "{good}", "--out", "{out}/result.webp"], "munit writes .png or .jpg images, not .webp"),
         (["translate", "{good}", *["--style", "seed:1"] * 1001], "at most 1000 styles, got 1001"),
         (["evaluate", "--test-a", "{root}", "--test-b", "{root}", "--batch-size", "100000"], "--batch-size must be from 1 to 256"),
-        (["translate", "{good}", "--out", "{out}/anim.gif"], "not .gif"),
+        (["translate", "{good}", "--out", "{out}/anim.gif"], "a video file holds the translation of one video input"),
     ],
 )
 def test_bad_options_are_refused_before_anything_is_written(world, tmp_path, args, message, reliability):
@@ -493,16 +496,20 @@ def test_fuzzed_style_metadata_is_refused_or_used_never_printed_raw(world, tmp_p
 @settings(FUZZ, max_examples=6)
 @given(width=st.integers(16, 20_000), over=st.floats(1.01, 7.0))
 def test_fuzzed_oversized_images_are_skipped_without_decoding(world, tmp_path, reliability, width, over):
-    """Images over the test model's budget (about 22 megapixels at dim 8, up to 7 times that): each
-    is skipped from its header with the budget named, and the other input is translated."""
-    tr = infer.Translator.open(world["run"], "B", "cpu")
-    height = math.ceil(tr.max_pixels * over / width)
-    assume(height <= 2_000_000)  # PNG rows cost time to write, not to refuse
-    work_w, work_h = tr.work_size(width, height)
-    assume(work_w * work_h > tr.max_pixels)
-    path = tmp_path / "big.png"
-    Image.new("1", (width, height)).save(path)
-    reliability.add("bad_inputs")
-    result = cli("translate", path, world["good"], "-m", world["run"], "--out", tmp_path / "o", "--overwrite")
+    """Images too large to tile within the budget (here 64 MiB: blend buffers for about 1.9
+    megapixels, up to 7 times that): each is skipped from its header with the budget named, and
+    the other input is translated."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(infer, "MEMORY_BUDGET", 64 << 20)
+        tr = infer.Translator.open(world["run"], "B", "cpu")
+        limit = infer.MEMORY_BUDGET // (3 * 3 * 4)
+        height = math.ceil(limit * over / width)
+        assume(height <= 2_000_000)  # PNG rows cost time to write, not to refuse
+        work_w, work_h = tr.work_size(width, height)
+        assume(work_w * work_h > limit)
+        path = tmp_path / "big.png"
+        Image.new("1", (width, height)).save(path)
+        reliability.add("bad_inputs")
+        result = cli("translate", path, world["good"], "-m", world["run"], "--out", tmp_path / "o", "--overwrite")
     assert result.exit_code == 3, result.output
     assert "memory budget" in result.stderr and "1 of 2 inputs failed" in result.stderr

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from munit_cli import checkpoint, config, files, infer, interpolate, models, styles
+from munit_cli import checkpoint, config, files, infer, interpolate, models, styles, tiles, video
 from munit_cli.cli import app
 from munit_cli.errors import MunitError, UsageError
 
@@ -191,7 +191,8 @@ def test_json_records_one_per_output(world, tmp_path):
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(records) == 6
     assert {r["style"] for r in records} == {"seed:2", str(world["inputs"] / "im1.png")}
-    assert all(set(r) == {"input", "style", "path", "full_name"} and Path(r["path"]).is_file() for r in records)
+    keys = {"input", "style", "path", "full_name", "frames", "fps", "duration"}
+    assert all(set(r) == keys and Path(r["path"]).is_file() and r["frames"] is None for r in records)
     assert all(r["full_name"] is None for r in records)
     assert records[0]["input"].endswith("im0.png") and records[0]["path"].endswith("im0_seed2.png")
     assert records[1]["path"].endswith("im0_im1.png")  # a reference image's style is named after it
@@ -517,3 +518,84 @@ def test_a_folder_of_links_translates_and_names_what_it_skipped(world, tmp_path)
     assert sorted(os.listdir(tmp_path / "out")) == ["im0_seed0.png", "im1_seed0.png", "im2_seed0.png"]
     assert "3 skipped: 1 broken link, 1 link leaves the folder, 1 link loops to a folder above it" in result.stderr
     assert pixels(tmp_path / "out" / "im0_seed0.png").shape == (30, 45, 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Any size (tiles) and any length (videos), through the command line
+
+
+def test_tiled_translation_matches_the_whole_one_without_seams(world, tmp_path):
+    big = noise(tmp_path / "big.png", 128, 96, seed=7)
+    whole, tiled = tmp_path / "whole.png", tmp_path / "tiled.png"
+    assert cli("translate", big, "--model", world["run"], "--out", whole).exit_code == 0
+    result = cli("translate", big, "--model", world["run"], "--tile", "96", "--out", tiled)  # two tiles, one seam
+    assert result.exit_code == 0, result.output
+    a, b = pixels(whole), pixels(tiled)
+    assert a.shape == b.shape == (96, 128, 3)
+    assert np.abs(a - b).mean(axis=(0, 1)).max() <= 2.0
+    bad = cli("translate", big, "--model", world["run"], "--tile", "30", "--out", tmp_path / "x.png")
+    assert bad.exit_code == 2 and "--tile 30" in bad.stderr and not (tmp_path / "x.png").exists()
+
+
+def test_a_large_input_is_tiled_instead_of_refused(world, tmp_path, monkeypatch):
+    """Over the memory budget, an input is tiled automatically (it used to be refused)."""
+    big = noise(tmp_path / "big.png", 128, 96, seed=8)
+    whole = tmp_path / "whole.png"
+    assert cli("translate", big, "--model", world["run"], "--out", whole).exit_code == 0
+    tr = infer.Translator.open(world["run"], "B", "cpu")
+    monkeypatch.setattr(infer, "MEMORY_BUDGET", 64 * 64 * infer.BYTES_PER_PIXEL_PER_DIM * tr.loaded.cfg.model.dim)
+    assert tr.tiled(128, 96) and not tr.tiled(48, 32)
+    calls = []
+    real = tiles.translate_tiled
+    monkeypatch.setattr(tiles, "translate_tiled", lambda tr, x, *rest: calls.append(x.shape) or real(tr, x, *rest))
+    result = cli("translate", big, world["x"], "--model", world["run"], "--out", tmp_path / "auto")
+    assert result.exit_code == 0, result.output
+    assert calls == [(1, 3, 96, 128)]  # the large one tiled, the small one whole
+    assert pixels(tmp_path / "auto" / "big_seed0.png").shape == (96, 128, 3)
+
+
+def test_a_video_translates_frame_by_frame_with_its_sound(world, tmp_path):
+    import test_video
+
+    clip = test_video.make_clip(tmp_path / "clip.mp4")
+    out = tmp_path / "clip_b.mp4"
+    result = cli("translate", clip, "--model", world["run"], "--style", "seed:3", "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+    source = video.probe(clip)
+    assert (record["frames"], record["fps"], record["path"]) == (source.frames, source.fps, str(out))
+    assert abs(record["duration"] - source.duration) < 1 / source.fps
+    assert test_video.audio_packets(out) == test_video.audio_packets(clip)
+    frames = test_video.decoded(out)
+    assert len(frames) == 12 and frames[0].shape == (48, 64, 3)
+    still = tmp_path / "still.png"
+    Image.fromarray(test_video.decoded(clip)[0].astype(np.uint8)).save(still)
+    assert cli("translate", still, "--model", world["run"], "--style", "seed:3", "--out", tmp_path / "f.png").exit_code == 0
+    first = pixels(tmp_path / "f.png")
+    assert np.abs(frames[0].astype(np.int32) - first).mean() < 12  # the same translation, through a lossy codec
+
+    folder = tmp_path / "many"
+    result = cli("translate", clip, world["x"], "--model", world["run"], "-n", "2", "--out", folder)
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(folder)) == ["clip_seed0-1.mp4", "clip_seed0.mp4", "im0_seed0-1.png", "im0_seed0.png"]
+
+    for args, said in (
+        (["--out", "-"], "is a video: its translation goes to a folder"),
+        (["-n", "2", "--out", tmp_path / "two.mp4"], "holds one style's translation"),
+    ):
+        result = cli("translate", clip, "--model", world["run"], *args)
+        assert result.exit_code == 2 and said in result.stderr, result.output
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("not a video")
+    result = cli("translate", fake, world["x"], "--model", world["run"], "--out", tmp_path / "mixed")
+    assert result.exit_code == 3 and "fake.mp4 is not a video file" in result.stderr, result.output
+    assert sorted(os.listdir(tmp_path / "mixed")) == ["im0_seed0.png"]
+
+
+def test_interpolate_writes_an_mp4_morph(world, tmp_path):
+    result = cli("interpolate", world["x"], "--model", world["run"], "--steps", "4", "--fps", "4", "--mp4", "--out", tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["mp4"] == str(tmp_path / "interpolation.mp4")
+    info = video.probe(tmp_path / "interpolation.mp4")
+    assert (info.frames, info.fps) == (4, 4.0)
