@@ -288,8 +288,8 @@ def demo(
     "  munit translate 'shots/*.png' --to painting --style look.safetensors --out out/ --json | jq .path\n\n"
     "  cat in.png | munit translate - --to B --model runs/x > out.png\n\n"
     "  munit translate photos/ --to B --style ref.jpg --style seed:3 --grid --out grids/\n\n"
-    "  munit translate panorama.png --to B --tile 512 --out big.png          # any size, in tiles\n\n"
-    "  munit translate clip.mp4 --to B --style look --out clip_b.mp4        # a video, sound kept",
+    "  munit translate panorama.png --to B --tile 512 --out big.png\n\n"
+    "  munit translate clip.mp4 --to B --style look --out clip_b.mp4",
 )
 @report_errors
 def translate(

@@ -99,9 +99,11 @@ def _open_input(src: Path) -> Iterator[tuple[Any, Any]]:
     except OSError as exc:
         raise MunitError(f"could not read {name}: {exc.strerror or exc}") from None
     with container:
-        if not container.streams.video:
+        # A song's cover art is a one-picture "video" stream, not a clip.
+        moving = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+        if not moving:
             raise MunitError(f"{name} has no video stream")
-        yield container, container.streams.video[0]
+        yield container, moving[0]
 
 
 def _head(path: Path) -> bytes:
@@ -116,11 +118,11 @@ def _packet_end(packet: Any) -> float:
     return float((packet.pts + (packet.duration or 0)) * packet.time_base)
 
 
-def _check_complete(name: str, container: Any, stream: Any, frames: int, end: float) -> None:
+def _check_complete(name: str, container: Any, stream: Any, packets: int, frames: int, end: float) -> None:
     """A file that stops before what its header promised (the frame count of an MP4's index, or
     the duration of a WebM) was cut short; its end is `end` seconds, over all its streams."""
     declared = container.duration / 1e6 if container.duration else 0.0
-    short = frames < stream.frames if stream.frames else end < declared - 1 / _fps(stream)
+    short = packets < stream.frames if stream.frames else end < declared - 1 / _fps(stream)
     if frames == 0 or short:
         raise MunitError(f"{name} is truncated or damaged (frame {frames + 1})")
 
@@ -136,19 +138,22 @@ def probe(path: Path) -> VideoInfo:
     av = _av()
     name = display_path(path)
     with _open_input(path) as (container, stream):
-        frames, start, end, last = 0, None, None, 0.0
+        frames, packets, start, end, last = 0, 0, None, None, 0.0
         try:
             for packet in container.demux():
                 if packet.pts is None or packet.size == 0:  # the demuxer's end-of-stream marker
                     continue
                 last = max(last, _packet_end(packet))
                 if packet.stream is stream:
+                    packets += 1
+                    if packet.is_discard:  # before an edit list's start: decoded, never shown
+                        continue
                     frames += 1
                     start = packet.pts if start is None else min(start, packet.pts)
                     end = max(end or packet.pts, packet.pts + (packet.duration or 0))
         except av.FFmpegError:
             raise MunitError(f"{name} is truncated or damaged (frame {frames + 1})") from None
-        _check_complete(name, container, stream, frames, last)
+        _check_complete(name, container, stream, packets, frames, last)
         duration = float((end - start) * stream.time_base)
         return VideoInfo(frames, _rate(frames, duration, stream), duration, stream.width, stream.height, bool(container.streams.audio))
 
@@ -185,7 +190,10 @@ def translate_video(
                     if keep_audio:
                         writer.copy_audio(item)
                     continue
-                writer.write(translate_frame(item.to_image()), item.pts, item.duration)
+                picture = item.to_image()
+                if item.rotation:  # a phone's clip: the model sees, and the output stores, what a player shows
+                    picture = picture.rotate(item.rotation, expand=True)
+                writer.write(translate_frame(picture), item.pts, item.duration)
                 if on_frame is not None:
                     on_frame()
             return writer.finish()
@@ -194,11 +202,12 @@ def translate_video(
 def _read(av: Any, container: Any, vin: Any, ain: Any, name: str) -> Iterator[Any]:
     """The decoded video frames and the audio packets (undecoded), in file order. Only reading
     errors become 'truncated or damaged': the caller's own errors never pass through here."""
-    frames, last = 0, 0.0
+    frames, packets, last = 0, 0, 0.0
     try:
         for packet in container.demux(*([vin] + ([ain] if ain is not None else []))):
             if packet.pts is not None and packet.size:
                 last = max(last, _packet_end(packet))
+                packets += packet.stream is vin
             if packet.stream is not vin:
                 yield packet
                 continue
@@ -207,7 +216,7 @@ def _read(av: Any, container: Any, vin: Any, ain: Any, name: str) -> Iterator[An
                 yield frame
     except av.FFmpegError:
         raise MunitError(f"{name} is truncated or damaged (frame {frames + 1})") from None
-    _check_complete(name, container, vin, frames, last)
+    _check_complete(name, container, vin, packets, frames, last)
 
 
 def write_frames(frames: Iterable[Image.Image], dst: Path, fps: float) -> VideoResult:
