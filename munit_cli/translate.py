@@ -245,12 +245,17 @@ def translate_files(
                     on_record(OutputRecord(r.item.name, style.label, path, long_names.get(path)))
         sink.finish(chosen)
     for item in clips:
+        try:
+            info = video.probe(item.path)  # once per clip, not per style: it reads every packet
+            tr.check_fits(info.width, info.height, item.name)
+        except MunitError as exc:
+            _skip(item, exc, failed)
+            continue
         for style, path in zip(chosen, targets[item.name]):
             try:
-                result = _translate_clip(tr, item, style, path)
+                result = _translate_clip(tr, item, info, style, path)
             except MunitError as exc:
-                err.print(f"[yellow]skipped:[/] {escape(str(exc))}", markup=True)
-                failed.append(item.name)
+                _skip(item, exc, failed)
                 break
             written += 1
             if on_record is not None:
@@ -296,10 +301,13 @@ def _check_video_outputs(video_out: Path | None, sink, items: Sequence[InputItem
         )
 
 
-def _translate_clip(tr: Translator, item: InputItem, style: Style, path: Path) -> video.VideoResult:
+def _skip(item: InputItem, exc: MunitError, failed: list[str]) -> None:
+    err.print(f"[yellow]skipped:[/] {escape(str(exc))}", markup=True)
+    failed.append(item.name)
+
+
+def _translate_clip(tr: Translator, item: InputItem, info: video.VideoInfo, style: Style, path: Path) -> video.VideoResult:
     """Every frame of one video in one style, with a progress bar over the frames."""
-    info = video.probe(item.path)
-    tr.check_fits(info.width, info.height, item.name)
     code = style.code[None]
     with progress(f"translate {style.tag}", info.frames) as bar:
 
