@@ -524,12 +524,16 @@ def test_a_folder_of_links_translates_and_names_what_it_skipped(world, tmp_path)
 # Any size (tiles) and any length (videos), through the command line
 
 
-def test_tiled_translation_matches_the_whole_one_without_seams(world, tmp_path):
+def test_tiled_translation_matches_the_whole_one_without_seams(world, tmp_path, monkeypatch):
     big = noise(tmp_path / "big.png", 128, 96, seed=7)
     whole, tiled = tmp_path / "whole.png", tmp_path / "tiled.png"
     assert cli("translate", big, "--model", world["run"], "--out", whole).exit_code == 0
+    done = []
+    real = tiles.translate_tiled
+    monkeypatch.setattr(tiles, "translate_tiled", lambda tr, x, s, tile, on_tile: real(tr, x, s, tile, lambda: done.append(tile) or on_tile()))
     result = cli("translate", big, "--model", world["run"], "--tile", "96", "--out", tiled)  # two tiles, one seam
     assert result.exit_code == 0, result.output
+    assert done == [96, 96]
     a, b = pixels(whole), pixels(tiled)
     assert a.shape == b.shape == (96, 128, 3)
     assert np.abs(a - b).mean(axis=(0, 1)).max() <= 2.0
