@@ -272,22 +272,18 @@ def kid_fid(real: torch.Tensor, fake: torch.Tensor, seed: int) -> dict:
     return {"kid_mean": kid_mean, "kid_std": kid_std, "fid": metrics.fid(real, fake)}
 
 
-def twin_index(source: evaluate.DomainImages, target: evaluate.DomainImages) -> list[tuple[int, int]]:
-    twins = {k: j for j, k in enumerate(target.keys)}
-    return [(i, twins[k]) for i, k in enumerate(source.keys) if k in twins]
-
-
 def doing_nothing(sets: dict, real: dict, seed: int) -> dict:
     """The input itself as its translation: no diversity, and the paired scores of input vs twin."""
     out = {}
     for key, (s, t) in DIRECTIONS.items():
-        pairs = twin_index(sets[s], sets[t])
+        pairs = evaluate.twin_index(sets[s], sets[t])
         x = sets[s].pixels[[i for i, _ in pairs]]
         y = sets[t].pixels[[j for _, j in pairs]]
         out[key] = {
             **kid_fid(real[t], real[s], seed),
             metrics.DIVERSITY_L1: 0.0,
             "paired": evaluate.paired_scores(x, y).to_json(),
+            "colour_on_white": metrics.colour_on_white(x, y),
         }
     return out
 
@@ -309,23 +305,35 @@ def sheet_outputs(
     (style k of input i is seed:SEED:(i * num_styles + k), as in `munit evaluate`)."""
     out = []
     for i in chosen:
+        prior = tr.loaded.priors.get(tr.target)
         codes = torch.stack(
-            [styles.sample_style(args.seed, i * args.num_styles + k, tr.style_dim) for k in range(args.sheet_styles)]
+            [styles.sample_style(args.seed, i * args.num_styles + k, tr.style_dim, prior=prior) for k in range(args.sheet_styles)]
         )
         out.append([evaluate.quantised(x) for x in tr.translate_batch(tr.to_input(source.images[i]), codes)])
     return out
 
 
+@torch.no_grad()
+def fitted_prior(tr: infer.Translator, folder: Path) -> styles.Prior:
+    """A Gaussian fitted to the styles the target domain's style encoder gives all its training
+    images, for a model trained without one (model.style_prior "normal")."""
+    cfg = tr.loaded.cfg
+    codes = [tr.encode_style(evaluate.prepare(tr.read_image(path, whole=True), cfg)) for path in images.list_images(folder)]
+    return styles.fit_prior(torch.stack(codes))
+
+
 @dataclass
 class Scored:
     """One trained model's scores per direction, its decoder floor, the test sets it read (with
-    their features) and its sheet translations per direction."""
+    their features), its sheet translations per direction and, with --fitted-prior, its scores
+    with styles from a prior fitted to the encoded training styles."""
 
     directions: dict
     floor: dict
     sets: dict
     real: dict
     sheet: dict
+    fitted: dict | None = None
 
 
 def score_row(trained: Trained, net, device: torch.device, args) -> Scored:
@@ -335,28 +343,35 @@ def score_row(trained: Trained, net, device: torch.device, args) -> Scored:
     test = args.out / "data" / "test"
     sets = {d: evaluate.load_images(test / loaded.names["ab".index(d)], trs[d], skipped) for d in "ab"}
     n = sum(len(s.keys) for s in sets.values())
-    pairs = len(twin_index(sets["a"], sets["b"]))
-    scores, floor, tiles = {}, {}, {}
-    with progress(f"score {trained.row.label}", 4 * n + 2 * pairs) as bar:
+    pairs = len(evaluate.twin_index(sets["a"], sets["b"]))
+    scores, floor, tiles, fitted = {}, {}, {}, {}
+    with progress(f"score {trained.row.label}", (6 if args.fitted_prior else 4) * n + 2 * pairs) as bar:
         cache = args.cache or True
         real = {
             d: metrics.features(sets[d].pixels, net, device, args.batch_size, bar, args.precision, cache) for d in "ab"
         }
         for key, (s, t) in DIRECTIONS.items():
-            scores[key] = evaluate.evaluate_direction(
-                trs[t],
-                sets[s],
-                sets[t],
-                real[t],
-                num_styles=args.num_styles,
-                seed=args.seed,
-                lpips=None,
-                net=net,
-                batch_size=args.batch_size,
-                kid_subsets=metrics.KID_SUBSETS,
-                bar=bar,
-                precision=args.precision,
-            ).to_json()
+
+            def direction(prior=None) -> dict:
+                return evaluate.evaluate_direction(
+                    trs[t],
+                    sets[s],
+                    sets[t],
+                    real[t],
+                    num_styles=args.num_styles,
+                    seed=args.seed,
+                    lpips=None,
+                    net=net,
+                    batch_size=args.batch_size,
+                    kid_subsets=metrics.KID_SUBSETS,
+                    bar=bar,
+                    precision=args.precision,
+                    prior=prior,
+                ).to_json()
+
+            scores[key] = direction()
+            if args.fitted_prior:
+                fitted[key] = direction(fitted_prior(trs[t], args.out / "data" / "train" / loaded.names["ab".index(t)]))
             own = metrics.features(
                 reconstructions(trs[t], sets[t]),
                 net,
@@ -369,16 +384,16 @@ def score_row(trained: Trained, net, device: torch.device, args) -> Scored:
             tiles[key] = sheet_outputs(
                 trs[t],
                 sets[s],
-                [i for i, _ in twin_index(sets[s], sets[t])][: args.sheet_inputs],
+                [i for i, _ in evaluate.twin_index(sets[s], sets[t])][: args.sheet_inputs],
                 args,
             )
-    return Scored(scores, floor, sets, real, tiles)
+    return Scored(scores, floor, sets, real, tiles, fitted or None)
 
 
 def sheet(path: Path, sets: dict, key: str, outputs: dict[str, list], args) -> None:
     """Columns: input, its twin (ground truth), then each row's translations; one line per input."""
     s, t = DIRECTIONS[key]
-    chosen = twin_index(sets[s], sets[t])[: args.sheet_inputs]
+    chosen = evaluate.twin_index(sets[s], sets[t])[: args.sheet_inputs]
     side, pad, header = sets[s].pixels.shape[-1], 4, 14
     groups = [("input", 1), ("twin", 1)] + [(label, args.sheet_styles) for label in outputs]
     width = sum(n * (side + pad) + pad for _, n in groups)
@@ -407,14 +422,14 @@ def sheet(path: Path, sets: dict, key: str, outputs: dict[str, list], args) -> N
 # Report
 
 
-COLUMNS = ("steps", "KID x 1000", "FID", "diversity_l1", "paired L1", "paired SSIM")
-SHORT_COLUMNS = ("steps", "KID x 1000", "FID", "div.", "L1", "SSIM")
+COLUMNS = ("steps", "KID x 1000", "FID", "diversity_l1", "paired L1", "paired SSIM", "colour on white")
+SHORT_COLUMNS = ("steps", "KID x 1000", "FID", "div.", "L1", "SSIM", "on white")
 
 
 def cells(entry: dict, key: str) -> list[str]:
     d = entry["directions"][key]
     paired = d.get("paired")
-    diversity = d.get(metrics.DIVERSITY_L1)
+    diversity, on_white = d.get(metrics.DIVERSITY_L1), d.get("colour_on_white")
     return [
         "-" if entry.get("steps") is None else str(entry["steps"]),
         f"{d['kid_mean'] * 1000:.1f} ± {d['kid_std'] * 1000:.1f}",
@@ -422,6 +437,7 @@ def cells(entry: dict, key: str) -> list[str]:
         "-" if diversity is None else f"{diversity:.3f}",
         "-" if not paired else f"{paired['l1']:.3f}",
         "-" if not paired else f"{paired['ssim']:.3f}",
+        "-" if on_white is None else f"{on_white:.3f}",
     ]
 
 
@@ -454,7 +470,10 @@ def print_tables(result: dict) -> None:
     from rich.text import Text
 
     for key in DIRECTIONS:
-        caption = "div. = diversity_l1; L1, SSIM = paired (example-guided)"
+        caption = (
+            "div. = diversity_l1; L1, SSIM = paired (example-guided); on white = of the twin's white"
+            " pixels, the fraction the random-style translations colour (lower is better)"
+        )
         table = Table(title=Text(direction_title(result, key)), caption=caption, box=box.SIMPLE_HEAD)
         table.add_column("row", no_wrap=True)
         for column in SHORT_COLUMNS:  # the full names do not fit 80 columns (a log file)
@@ -540,6 +559,11 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="torch threads for scoring (default: torch's choice)",
     )
+    parser.add_argument(
+        "--fitted-prior",
+        action="store_true",
+        help="also score each trained row with random styles from a Gaussian fitted to its encoded training styles",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
@@ -598,6 +622,8 @@ def main(argv: list[str] | None = None) -> None:
                 "directions": scored.directions,
             }
         )
+        if scored.fitted:
+            entries.append({"label": f"{run.row.label} fitted prior", "directions": scored.fitted})
         entries.append({"label": f"{run.row.label} floor", "directions": scored.floor})
         for key in DIRECTIONS:
             sheets[key][run.row.label] = scored.sheet[key]

@@ -1,6 +1,6 @@
 """Training and translation speed: the float32 reference path vs the fast path, in one run.
 
-    python benchmarks/speed.py                        # CPU: tiny and paper networks at 64 px
+    python benchmarks/speed.py                        # CPU: tiny, cpu and paper networks at 64 px
     python benchmarks/speed.py --device cuda --size 256 --json speed.json
 
 Every row trains real networks with their losses on random images (speed does not depend on the
@@ -120,9 +120,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--size", type=int, default=None, help="image side (default 256 on CUDA, 64 on CPU)")
-    parser.add_argument("--archs", nargs="+", default=["tiny", "paper"], choices=["tiny", "paper"],
-                        help="network sizes: the tiny preset's and the paper's")  # fmt: skip
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--archs", nargs="+", default=["tiny", "cpu", "paper"], choices=["tiny", "cpu", "paper"],
+                        help="network sizes: the tiny, cpu and paper presets'")  # fmt: skip
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--warmup", type=int, default=None, help="default 20 on CUDA (compilation), 2 on CPU")
     parser.add_argument("--steps", type=int, default=None, help="default 50 on CUDA, 4 on CPU")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")

@@ -15,7 +15,7 @@ import json
 import os
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -119,6 +119,8 @@ class LoadedGenerator:
     fingerprint: str
     path: Path
     metadata: dict[str, str]
+    # per domain ("a", "b"), the fitted style prior (mean, L) of the weights loaded, if the file has one
+    priors: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
 
 def model_fingerprint(run_id: str, cfg: config_mod.Config) -> str:
@@ -143,13 +145,60 @@ def generator_metadata(cfg, names, step: int, fingerprint: str, **extra: str) ->
 EMA_PREFIX = "ema."
 
 
+PRIOR_PREFIX = "style_prior."
+
+
+def prior_tensors(priors: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """A fitted style prior per domain as file tensors: style_prior.D.mean and style_prior.D.scale_tril."""
+    out = {}
+    for domain, (mean, scale_tril) in priors.items():
+        out[f"{PRIOR_PREFIX}{domain}.mean"] = mean.detach().float().cpu()
+        out[f"{PRIOR_PREFIX}{domain}.scale_tril"] = scale_tril.detach().float().cpu()
+    return out
+
+
+def split_priors(
+    tensors: dict[str, torch.Tensor], style_dim: int, path: Path
+) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, torch.Tensor]]:
+    """The style priors among a file's weights (checked: shapes, finite, a lower-triangular factor
+    with a positive diagonal), and the weights without them."""
+    weights = {k: v for k, v in tensors.items() if not k.startswith(PRIOR_PREFIX)}
+    priors = {}
+    for domain in "ab":
+        mean, scale_tril = (tensors.get(f"{PRIOR_PREFIX}{domain}.{part}") for part in ("mean", "scale_tril"))
+        if mean is None and scale_tril is None:
+            continue
+        good = (
+            mean is not None
+            and scale_tril is not None
+            and mean.shape == (style_dim,)
+            and scale_tril.shape == (style_dim, style_dim)
+            and bool(torch.isfinite(mean).all() and torch.isfinite(scale_tril).all())
+            and bool(torch.equal(scale_tril, scale_tril.tril()) and (scale_tril.diagonal() > 0).all())
+        )
+        if not good:
+            raise MunitError(f"{path}: the style prior of domain {domain.upper()} is damaged", hint="use another checkpoint of the run")
+        priors[domain] = (mean.float(), scale_tril.float())
+    return priors, weights
+
+
 def save_generator(
-    path: Path, gen: torch.nn.Module, cfg, names, step: int, fingerprint: str, ema: torch.nn.Module | None = None
+    path: Path,
+    gen: torch.nn.Module,
+    cfg,
+    names,
+    step: int,
+    fingerprint: str,
+    ema: torch.nn.Module | None = None,
+    priors: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] | None = None,
 ) -> None:
-    """Both generators; with `ema`, its averaged weights too (keys prefixed `ema.`)."""
-    tensors = dict(gen.state_dict())
+    """Both generators; with `ema`, its averaged weights too (keys prefixed `ema.`); with `priors`
+    ({"raw": {domain: (mean, L)}, "ema": ...}), the style prior fitted for each set of weights."""
+    priors = priors or {}
+    tensors = {**gen.state_dict(), **prior_tensors(priors.get("raw", {}))}
     if ema is not None:
-        tensors.update({EMA_PREFIX + k: v for k, v in ema.state_dict().items()})
+        ema_tensors = {**ema.state_dict(), **prior_tensors(priors.get("ema", {}))}
+        tensors.update({EMA_PREFIX + k: v for k, v in ema_tensors.items()})
     save_tensors(path, tensors, generator_metadata(cfg, names, step, fingerprint, has_ema=str(ema is not None).lower()))
 
 
@@ -218,14 +267,14 @@ def load_generator(path: Path, device: str | torch.device = "cpu", use_ema: bool
     tensors, metadata = read_tensors(path, (GENERATOR_KIND, BUNDLE_KIND))
     cfg, names, step = parse_metadata(path, metadata)
     raw, ema = split_ema(tensors)
-    weights = ema if (use_ema and ema) else raw
+    priors, weights = split_priors(ema if (use_ema and ema) else raw, cfg.model.style_dim, path)
     with torch.device("meta"):  # the architecture the metadata claims, sized without allocating it
         claimed = MUNIT(cfg.model)
     check_fits(claimed.state_dict(), weights, path)  # so a forged config cannot make us allocate terabytes
     model = MUNIT(cfg.model)
     load_state_dict_checked(model, weights, path)
     model.to(device).eval().requires_grad_(False)
-    return LoadedGenerator(model, cfg, names, step, metadata.get("fingerprint", ""), path, metadata)
+    return LoadedGenerator(model, cfg, names, step, metadata.get("fingerprint", ""), path, metadata, priors)
 
 
 # ---------------------------------------------------------------------------------------------

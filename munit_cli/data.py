@@ -235,10 +235,12 @@ class Prefetcher:
             self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def preview_batch(source: Source, cfg: DataConfig, count: int) -> torch.Tensor:
-    """The first `count` readable images of a domain, centre-cropped: the fixed sample-grid inputs."""
+def preview_batch(source: Source, cfg: DataConfig, count: int, spread: bool = False) -> torch.Tensor:
+    """The first `count` readable images of a domain, centre-cropped: the fixed sample-grid inputs.
+    `spread`: every k-th image instead, so that they come from all over the domain's order."""
     picked = []
-    for i in range(len(source)):
+    stride = max(1, len(source) // count) if spread else 1
+    for i in range(0, len(source), stride):
         img = source.get(i)
         if img is not None:
             picked.append(augment(img, cfg, random.Random(0), train=False))

@@ -63,6 +63,9 @@ class DirectionScores(Result):
     diversity_lpips: float | None = None  # one of the two diversities is set, the other None
     diversity_l1: float | None = None
     paired: PairedScores | None = None
+    # with paired test folders: of the twins' white pixels, the fraction the random-style
+    # translations colour (colour past the outlines); lower is better
+    colour_on_white: float | None = None
 
 
 @dataclass
@@ -142,13 +145,20 @@ def evaluate_direction(
     kid_subsets: int,
     bar,
     precision: str = "auto",
+    prior: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> DirectionScores:
-    """`precision` is the Inception network's (the real set's features must be made the same way)."""
-    first, spreads = [], []
+    """`precision` is the Inception network's (the real set's features must be made the same way).
+    The random styles come from the model's fitted style prior where it has one, or from `prior`
+    (mean, L) where given: mean + L z instead of z ~ N(0, I), z the same seeded draws."""
+    prior = prior if prior is not None else tr.loaded.priors.get(tr.target)
+    first, spreads, on_twins = [], [], []
+    pairs = dict(twin_index(source, target))
     for i, img in enumerate(source.images):
-        codes = torch.stack([styles.sample_style(seed, i * num_styles + k, tr.style_dim) for k in range(num_styles)])
+        codes = torch.stack([styles.sample_style(seed, i * num_styles + k, tr.style_dim, prior=prior) for k in range(num_styles)])
         outputs = torch.stack([quantised(x) for x in tr.translate_batch(tr.to_input(img), codes)])
         first.append(outputs[0])
+        if i in pairs:
+            on_twins.append(outputs)
         if num_styles > 1:
             spreads.append(metrics.diversity(outputs, lpips))
         bar.update(1)
@@ -167,14 +177,22 @@ def evaluate_direction(
         diversity_lpips=diversity if key == metrics.DIVERSITY_LPIPS else None,
         diversity_l1=diversity if key == metrics.DIVERSITY_L1 else None,
         paired=paired_metrics(tr, source, target, bar),
+        colour_on_white=(
+            metrics.colour_on_white(torch.stack(on_twins), target.pixels[list(pairs.values())]) if pairs else None
+        ),
     )
+
+
+def twin_index(source: DomainImages, target: DomainImages) -> list[tuple[int, int]]:
+    """(source index, target index) of every input that has a twin of the same name in the target set."""
+    twins = {key: j for j, key in enumerate(target.keys)}
+    return [(i, twins[key]) for i, key in enumerate(source.keys) if key in twins]
 
 
 def paired_metrics(tr: infer.Translator, source: DomainImages, target: DomainImages, bar) -> PairedScores | None:
     """Example-guided translation of every input that has a twin of the same name in the target
     set: its content with the twin's encoded style, scored against the twin."""
-    twins = {key: j for j, key in enumerate(target.keys)}
-    pairs = [(i, twins[key]) for i, key in enumerate(source.keys) if key in twins]
+    pairs = twin_index(source, target)
     if not pairs:
         return None
     outputs, truths = [], []
@@ -319,6 +337,8 @@ def table(result: EvaluateResult):
         row("paired L1", [d.paired and d.paired.l1 for d in directions], ".4f")
         row("paired PSNR (dB)", [d.paired and d.paired.psnr for d in directions], ".2f")
         row("paired SSIM", [d.paired and d.paired.ssim for d in directions], ".4f")
+    if any(d.colour_on_white is not None for d in directions):
+        row("colour on white", [d.colour_on_white for d in directions], ".4f")
     t.caption = Text(
         f"A = {a}, B = {b}; {result.num_styles} styles per input, seed {result.seed}, {result.image_size} px"
     )

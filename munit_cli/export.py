@@ -141,6 +141,10 @@ def describe(loaded: checkpoint.LoadedGenerator, weights: str) -> dict[str, Any]
         "normalisation": normalisation(m.input_dim),
         "size_multiple": models.size_multiple(m),
         "min_size": models.min_size(m),
+        # random styles: mean + scale_tril @ z with z ~ N(0, I) where the model fitted a prior, else z itself
+        "style_prior": {
+            d: {"mean": mean.tolist(), "scale_tril": scale_tril.tolist()} for d, (mean, scale_tril) in loaded.priors.items()
+        },
     }
 
 
@@ -151,6 +155,7 @@ def describe(loaded: checkpoint.LoadedGenerator, weights: str) -> dict[str, Any]
 def write_bundle(loaded: checkpoint.LoadedGenerator, path: Path, dtype: str, weights: str) -> BundleInfo:
     channels = loaded.cfg.model.input_dim
     tensors = {k: v.to(DTYPES[dtype]) for k, v in loaded.model.state_dict().items()}
+    tensors.update(checkpoint.prior_tensors(loaded.priors))  # float32 whatever the dtype: 2 x 72 numbers
     metadata = {
         **checkpoint.generator_metadata(loaded.cfg, loaded.names, loaded.step, loaded.fingerprint),
         "format": checkpoint.BUNDLE_KIND,

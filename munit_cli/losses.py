@@ -46,6 +46,36 @@ def r1_penalty(real_outputs: list[torch.Tensor], real: torch.Tensor) -> torch.Te
     return grad.float().square().flatten(1).sum(1).mean()
 
 
+def patch_nce(
+    source: list[torch.Tensor], output: list[torch.Tensor], num_patches: int, tau: float, g: torch.Generator
+) -> torch.Tensor:
+    """Contrastive patch loss (PatchNCE, Park et al. 2020), averaged over feature maps: per image,
+    at `num_patches` random locations (the same in both maps), the translation's feature vector
+    should pick out the input's at the same location among the input's at the other locations
+    (cross-entropy over cosine similarities / tau). The input side is the fixed key (detached), as
+    in CUT. Without CUT's projection MLP: the features are compared as the encoder gives them, so
+    the loss adds no weights to train, save or resume."""
+    total = torch.zeros((), device=output[0].device)
+    for src, out in zip(source, output):
+        b, c, h, w = out.shape
+        n = min(num_patches, h * w)
+        ids = torch.randperm(h * w, generator=g)[:n].to(out.device)
+        k = F.normalize(src.detach().float().flatten(2)[:, :, ids], dim=1)  # (B, C, n)
+        q = F.normalize(out.float().flatten(2)[:, :, ids], dim=1)
+        logits = torch.bmm(q.transpose(1, 2), k) / tau  # (B, n queries, n keys)
+        target = torch.arange(n, device=out.device).expand(b, n)
+        total = total + F.cross_entropy(logits.flatten(0, 1), target.flatten())
+    return total / len(output)
+
+
+def nce_terms(out: dict, w: LossConfig, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """The contrastive patch loss of both translations against their inputs (nce_a: x_ab with x_a)."""
+    return {
+        "nce_a": patch_nce(out["feat_a"], out["feat_ab"], w.nce_patches, w.nce_tau, g),
+        "nce_b": patch_nce(out["feat_b"], out["feat_ba"], w.nce_patches, w.nce_tau, g),
+    }
+
+
 def generator_terms(
     out: dict[str, torch.Tensor],
     x_a: torch.Tensor,
@@ -95,6 +125,8 @@ TERM_WEIGHTS = {
     "div_b": "diversity_w",
     "vgg_a": "vgg_w",
     "vgg_b": "vgg_w",
+    "nce_a": "nce_w",
+    "nce_b": "nce_w",
 }
 
 

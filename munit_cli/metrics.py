@@ -346,6 +346,23 @@ def l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (_unit(x) - _unit(y)).abs().flatten(1).mean(1)
 
 
+# A pixel is white when no channel is more than this many levels (of 255) below 255.
+WHITE_TOLERANCE = 32
+
+
+def colour_on_white(x: torch.Tensor, y: torch.Tensor, tolerance: int = WHITE_TOLERANCE) -> float:
+    """Of the pixels where the ground truth y is white, the fraction that the translation x colours
+    (any channel more than `tolerance` levels below white): colour that escaped past an outline
+    onto the background. x (N, S, C, H, W) or (N, C, H, W) uint8, y (N, C, H, W) uint8; nan when
+    y has no white pixel."""
+    white = (255 - y.int()).amax(dim=-3) <= tolerance  # (N, H, W)
+    coloured = (255 - x.int()).amax(dim=-3) > tolerance  # (N, [S,] H, W)
+    if coloured.dim() == 4:
+        white = white[:, None].expand_as(coloured)
+    count = int(white.sum())
+    return float((coloured & white).sum()) / count if count else float("nan")
+
+
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per image PSNR in dB for a peak of 255: (N,)."""
     mse = (_unit(x) - _unit(y)).square().flatten(1).mean(1)

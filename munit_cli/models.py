@@ -108,14 +108,24 @@ class InstanceNorm(nn.Module):
 # Building blocks
 
 
+class ReflectionPad(nn.ReflectionPad2d):
+    """Reflection padding in the input's own dtype. CPU autocast runs padding in float32: a float32
+    copy of every bf16 activation before each convolution, cast back by the convolution, and the
+    same again for the gradients, for the same values (padding copies, it does not round)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x)
+
+
 def conv_block(
-    in_ch: int, out_ch: int, kernel: int, stride: int, pad: int, norm: str, act: str
+    in_ch: int, out_ch: int, kernel: int, stride: int, pad: int, norm: str, act: str, dilation: int = 1
 ) -> nn.Sequential:
     """reflection pad -> conv (with bias) -> norm -> activation."""
     layers: list[nn.Module] = []
     if pad:
-        layers.append(nn.ReflectionPad2d(pad))
-    layers.append(nn.Conv2d(in_ch, out_ch, kernel, stride))
+        layers.append(ReflectionPad(pad))
+    layers.append(nn.Conv2d(in_ch, out_ch, kernel, stride, dilation=dilation))
     if norm == "in":
         layers.append(InstanceNorm())
     elif norm == "ln":
@@ -130,13 +140,14 @@ def conv_block(
 
 
 class ResBlock(nn.Module):
-    """[3x3 conv, IN, ReLU, 3x3 conv, IN] + skip."""
+    """[3x3 conv, IN, ReLU, 3x3 conv, IN] + skip; the convolutions dilated by `dilations`."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, dilations: tuple[int, int] = (1, 1)):
         super().__init__()
+        d1, d2 = dilations
         self.block = nn.Sequential(
-            conv_block(channels, channels, 3, 1, 1, "in", "relu"),
-            conv_block(channels, channels, 3, 1, 1, "in", "none"),
+            conv_block(channels, channels, 3, 1, d1, "in", "relu", dilation=d1),
+            conv_block(channels, channels, 3, 1, d2, "in", "none", dilation=d2),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -149,7 +160,7 @@ class AdaINResBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.channels = channels
-        self.pad = nn.ReflectionPad2d(1)
+        self.pad = ReflectionPad(1)
         self.conv1 = nn.Conv2d(channels, channels, 3)
         self.conv2 = nn.Conv2d(channels, channels, 3)
 
@@ -164,6 +175,14 @@ class AdaINResBlock(nn.Module):
 # Networks
 
 
+def content_dilations(cfg: ModelConfig) -> list[tuple[int, int]]:
+    """Per residual block of the content encoder, its two convolutions' dilations: all 1 in the
+    recipe; with content_dilation d > 1 they grow as 1, d, d^2, ..., so the code at each location
+    sees far enough to tell the inside of a large outline from the outside, at the same cost."""
+    d = cfg.content_dilation
+    return [(d ** (2 * i), d ** (2 * i + 1)) for i in range(cfg.n_res)]
+
+
 class ContentEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -172,12 +191,24 @@ class ContentEncoder(nn.Module):
         for _ in range(cfg.n_downsample):
             layers.append(conv_block(ch, ch * 2, 4, 2, 1, "in", "relu"))
             ch *= 2
-        layers += [ResBlock(ch) for _ in range(cfg.n_res)]
+        layers += [ResBlock(ch, dilations) for dilations in content_dilations(cfg)]
         self.model = nn.Sequential(*layers)
         self.out_channels = ch
+        # where the contrastive patch loss reads: after the first block, after each downsampling,
+        # and the code itself (the deeper, the larger and more abstract each location's patch)
+        self.feature_layers = (*range(cfg.n_downsample + 1), len(layers) - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The content code and the feature maps at `feature_layers`, in one pass."""
+        feats = []
+        for i, layer in enumerate(self.model):
+            x = layer(x)
+            if i in self.feature_layers:
+                feats.append(x)
+        return x, feats
 
 
 class StyleEncoder(nn.Module):
@@ -319,11 +350,22 @@ class MUNIT(nn.Module):
         s_b: torch.Tensor,
         cycle: bool = False,
         second_styles: tuple[torch.Tensor, torch.Tensor] | None = None,
+        features: bool = False,
     ) -> dict[str, torch.Tensor]:
         """`second_styles` (s_a2, s_b2): also translate each content with a second random style,
-        for the style-diversity term (x_ba2, x_ab2)."""
-        c_a, s_a_prime = self.gen_a.encode(x_a)
-        c_b, s_b_prime = self.gen_b.encode(x_b)
+        for the style-diversity term (x_ba2, x_ab2). `features`: also return the content encoders'
+        feature maps of each input and of its translation (feat_a, feat_ab, feat_b, feat_ba), for
+        the contrastive patch loss."""
+        encoded = {}
+
+        def content(gen: Generator, name: str, x: torch.Tensor) -> torch.Tensor:
+            if not features:
+                return gen.content_encoder(x)
+            c, encoded[name] = gen.content_encoder.with_features(x)
+            return c
+
+        c_a, s_a_prime = content(self.gen_a, "feat_a", x_a), self.gen_a.style_encoder(x_a)
+        c_b, s_b_prime = content(self.gen_b, "feat_b", x_b), self.gen_b.style_encoder(x_b)
         out = {
             "c_a": c_a,
             "c_b": c_b,
@@ -334,8 +376,9 @@ class MUNIT(nn.Module):
             "x_ba": self.gen_a.decode(c_b, s_a),
             "x_ab": self.gen_b.decode(c_a, s_b),
         }
-        out["c_b_recon"], out["s_a_recon"] = self.gen_a.encode(out["x_ba"])
-        out["c_a_recon"], out["s_b_recon"] = self.gen_b.encode(out["x_ab"])
+        out["c_b_recon"], out["s_a_recon"] = content(self.gen_a, "feat_ba", out["x_ba"]), self.gen_a.style_encoder(out["x_ba"])
+        out["c_a_recon"], out["s_b_recon"] = content(self.gen_b, "feat_ab", out["x_ab"]), self.gen_b.style_encoder(out["x_ab"])
+        out.update(encoded)
         if cycle:
             out["x_aba"] = self.gen_a.decode(out["c_a_recon"], s_a_prime)
             out["x_bab"] = self.gen_b.decode(out["c_b_recon"], s_b_prime)
@@ -415,6 +458,8 @@ def size_multiple(m: ModelConfig) -> int:
 
 def min_size(m: ModelConfig) -> int:
     """The smallest side every graph accepts: reflection padding needs at least 2 pixels before the
-    content encoder's residual blocks and before the style encoder's last downsampling."""
-    smallest = max(2 ** (m.n_downsample + 1), 2**m.style_n_downsample)
+    content encoder's residual blocks (one more than their largest dilation) and before the style
+    encoder's last downsampling."""
+    widest = max(max(pair) for pair in content_dilations(m)) if m.n_res else 1
+    smallest = max(2**m.n_downsample * (widest + 1), 2 ** (m.n_downsample + 1), 2**m.style_n_downsample)
     return -(-smallest // size_multiple(m)) * size_multiple(m)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import statistics
 from typing import Any
 
 import torch
@@ -68,3 +69,63 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
+
+
+class ThreadTuner:
+    """Keeps the CPU thread count that trains fastest now: all of torch's threads, or one.
+
+    OpenMP splits every operator over its threads and waits for the last: when another program
+    takes one of the cores (a browser, a package install still writing to disk), each operator
+    waits for a thread that is not running, and two threads train slower than one would (two to
+    three times slower on two cores). So every `every` steps the other count is tried for
+    `window` steps, after a window at the current count, and the faster one is kept. Each call of
+    `observe` reports the seconds one training step took; nothing else is timed, so checkpoints
+    and sample grids do not count."""
+
+    def __init__(self, threads: int, window: int = 10, every: int = 250, first: int = 20, set_threads=None):
+        self.choices = (threads, 1)
+        self.current = threads
+        self.window, self.every = window, every
+        self.set_threads = set_threads or torch.set_num_threads
+        self.since = every - first  # the first trial comes early: a busy core may be busy from the start
+        self.phase, self.times = "run", []
+        self.switches: list[tuple[int, int]] = []  # (steps observed, threads chosen), for the run's log
+        self.steps = 0
+
+    @property
+    def active(self) -> bool:
+        return self.choices[0] > 1
+
+    def observe(self, seconds: float) -> str | None:
+        """Record one step's time; returns a message when the thread count changes."""
+        if not self.active:
+            return None
+        self.steps += 1
+        self.since += 1
+        if self.phase == "run":
+            if self.since >= self.every:
+                self.phase, self.times = "baseline", []
+            return None
+        self.times.append(seconds)
+        # each window drops its first step: a thread pool that has just grown is still waking up
+        if len(self.times) < self.window + 1:
+            return None
+        typical = statistics.median(self.times[1:])  # one slow step is not a trend
+        if self.phase == "baseline":
+            self.baseline, self.times, self.phase = typical, [], "trial"
+            self.set_threads(self.other)
+            return None
+        threads = self.other
+        self.phase, self.times, self.since = "run", [], 0
+        if typical >= 0.9 * self.baseline:
+            self.set_threads(self.current)
+            return None
+        self.current = threads
+        self.switches.append((self.steps, threads))
+        self.set_threads(threads)
+        why = "other programs are using the cores" if threads == 1 else "the cores are free again"
+        return f"training on {threads} CPU thread{'s' if threads > 1 else ''} now: {self.baseline / typical:.1f}x faster ({why})"
+
+    @property
+    def other(self) -> int:
+        return self.choices[1] if self.current == self.choices[0] else self.choices[0]

@@ -83,7 +83,7 @@ def sample_style_file(
     check_style_destination(out, name, overwrite)
     tr = Translator.open(model, domain, "cpu")
     path = style_destination(tr, out, name, overwrite)
-    code = styles_mod.sample_style(seed, index, tr.style_dim, truncation)
+    code = styles_mod.sample_style(seed, index, tr.style_dim, truncation, tr.loaded.priors.get(tr.target))
     label = styles_mod.seed_label(seed, index)
     return StyleFileResult(styles_mod.save_style(path, code, tr, tr.target, label), tr.domain_label(tr.target), label)
 

@@ -69,11 +69,24 @@ def domain_letter(domain: str) -> str:
     return domain.upper()
 
 
-def sample_style(seed: int, index: int, style_dim: int, truncation: float = 1.0) -> torch.Tensor:
+Prior = tuple[torch.Tensor, torch.Tensor]  # (mean, L): styles mean + L z, z ~ N(0, I)
+
+
+def sample_style(seed: int, index: int, style_dim: int, truncation: float = 1.0, prior: Prior | None = None) -> torch.Tensor:
     """Style `index` of `seed`, drawn from N(0, I) by a generator of its own, so it is the same
-    whatever else is sampled, translated or batched; scaled by `truncation` toward the mean 0."""
+    whatever else is sampled, translated or batched; scaled by `truncation` toward the mean. With a
+    model's fitted `prior` (mean, L), the same draw z becomes mean + L z."""
     g = torch.Generator().manual_seed(hash_seed(seed, "style", index))
-    return torch.randn(style_dim, generator=g) * truncation
+    z = torch.randn(style_dim, generator=g) * truncation
+    return z if prior is None else prior[0] + prior[1] @ z
+
+
+def fit_prior(codes: torch.Tensor) -> Prior:
+    """A Gaussian fitted to style codes (N, style_dim): their mean and the Cholesky factor of their
+    covariance (with a little added to its diagonal, so a flat direction stays drawable)."""
+    codes = codes.double()
+    cov = torch.cov(codes.T) + 1e-6 * torch.eye(codes.shape[1], dtype=torch.float64)
+    return codes.mean(0).float(), torch.linalg.cholesky(cov).float()
 
 
 def check_truncation(truncation: float) -> None:
@@ -235,7 +248,8 @@ def resolve_style(spec: str, model: StyleModel, truncation: float = 1.0) -> Styl
     if "a seed spec" in kinds:
         seed, index = parse_seed_spec(spec)
         tag = f"seed{seed}" if index == 0 else f"seed{seed}-{index}"
-        return Style(seed_label(seed, index), tag, sample_style(seed, index, model.style_dim, truncation))
+        prior = model.loaded.priors.get(model.target)
+        return Style(seed_label(seed, index), tag, sample_style(seed, index, model.style_dim, truncation, prior))
     if "a saved style" in kinds:
         return Style(spec, spec, load_style(kinds["a saved style"], model, model.target))
     path = Path(spec)

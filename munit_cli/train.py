@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from munit_cli import checkpoint, config, data, dist, images, losses, rundir, runtime
+from munit_cli import checkpoint, config, data, dist, images, losses, rundir, runtime, styles
 from munit_cli import report as report_mod
 from munit_cli import tensorboard, trainstate
 from munit_cli.config import Config
@@ -61,6 +61,29 @@ class SignalGuard:
 
 # ---------------------------------------------------------------------------------------------
 # Sample grids
+
+
+# Images per domain that a fitted style prior is fitted to: enough for the style codes' covariance
+# (8 x 8 in every preset), at most 2**22 pixels (a few seconds of style encoding per checkpoint).
+PRIOR_IMAGES = (64, 512)
+
+
+def prior_image_count(crop_size: int) -> int:
+    least, most = PRIOR_IMAGES
+    return max(least, min(most, 2**22 // crop_size**2))
+
+
+@torch.no_grad()
+def fit_style_priors(gen, images: dict[str, torch.Tensor], autocast) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per domain, a Gaussian fitted to the style codes its style encoder gives `images[domain]`."""
+    g = dist.unwrap(gen)
+    priors = {}
+    for domain, x in images.items():
+        encoder = g.generator(domain).style_encoder
+        with autocast():
+            codes = torch.cat([encoder(chunk).float() for chunk in x.split(64)])
+        priors[domain] = styles.fit_prior(codes.cpu())
+    return priors
 
 
 @torch.no_grad()
@@ -288,6 +311,8 @@ class Session:
     deadline: float | None = None  # time.monotonic() at which the --minutes budget ends
     budget_s: float = 0.0  # the --minutes budget in seconds
     _budget_used: float = field(default=0.0, init=False)
+    # per domain, the training images a fitted style prior is fitted to (model.style_prior "fitted")
+    prior_images: dict[str, torch.Tensor] | None = field(default=None, init=False)
 
     def budget_used(self, step: int) -> float:
         """The fraction of the --minutes budget gone (0 without one). Every step on one process;
@@ -302,14 +327,19 @@ class Session:
         return self._budget_used
 
     def save(self, step: int) -> None:
-        """Checkpoint `step` (rank 0 writes, every rank waits for it)."""
+        """Checkpoint `step` (rank 0 writes, every rank waits for it), with the style priors fitted
+        to the weights saved when model.style_prior is "fitted"."""
         trainer, cfg = self.trainer, self.cfg
         if not all(torch.isfinite(p).all() for p in trainer.gen.parameters()):
             self.check_finite({"weights": math.nan}, step)
         if self.ctx.is_main:
             gen_path, state_path = checkpoint.checkpoint_paths(self.out, step)
             ema = trainer.ema.model if trainer.ema else None
-            checkpoint.save_generator(gen_path, trainer.gen, cfg, self.names, step, self.fingerprint, ema)
+            priors = None
+            if self.prior_images is not None:
+                nets = {"raw": trainer.gen, **({"ema": ema} if ema is not None else {})}
+                priors = {k: fit_style_priors(net, self.prior_images, trainer.autocast) for k, net in nets.items()}
+            checkpoint.save_generator(gen_path, trainer.gen, cfg, self.names, step, self.fingerprint, ema, priors)
             opts = (trainer.opt_gen, trainer.opt_dis)
             trainstate.save_state(state_path, trainer.dis, *opts, cfg, self.names, step, {"fingerprint": self.fingerprint})
             checkpoint.prune(self.out, cfg.train.keep_checkpoints)
@@ -351,6 +381,11 @@ class Session:
             return stream_a.batch(step), stream_b.batch(step)
 
         loader = data.Prefetcher(batches, start, cfg.data.prefetch_threads)
+        if cfg.model.style_prior == "fitted" and ctx.is_main:
+            count = prior_image_count(cfg.data.crop_size)
+            self.prior_images = {
+                d: data.preview_batch(s, cfg.data, count, spread=True).to(trainer.device) for d, s in zip("ab", (source_a, source_b))
+            }
         log = LossLog(out / rundir.METRICS_FILE, write=ctx.is_main)
         if ctx.is_main:
             rundir.save_previews(out, samples.preview_a, samples.preview_b)
@@ -367,6 +402,7 @@ class Session:
 
         step = self.saved_at = start
         out_of_time = False
+        threads = runtime.ThreadTuner(torch.get_num_threads()) if trainer.device.type == "cpu" else None
         with (
             SignalGuard() as guard,
             progress("train", iters, start, enabled=ctx.is_main) as bar,
@@ -375,7 +411,10 @@ class Session:
             try:
                 while step < iters:
                     x_a, x_b = loader.get(step)
+                    started = time.perf_counter()
                     log.add(trainer.step(x_a, x_b, step, self.budget_used(step)))
+                    if threads is not None and (change := threads.observe(time.perf_counter() - started)):
+                        err.print(f"step {step + 1}: {change}")
                     step += 1
                     at_log = due(step, cfg.train.log_every)
                     if at_log:
@@ -405,6 +444,8 @@ class Session:
                             break
             finally:
                 loader.close()
+                if threads is not None:
+                    torch.set_num_threads(threads.choices[0])
 
             if guard.signum is not None:
                 if self.saved_at != step:

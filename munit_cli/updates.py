@@ -7,6 +7,7 @@ stopping) is `train`'s.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -27,14 +28,17 @@ def learning_rate(cfg: Config, step: int, base: float | None = None, budget_used
 
     optim.lr_policy "step" (the paper's): base * gamma ** ((step + 1) // lr_step). The authors' step
     scheduler advances before each update, so iteration k already trains with the rate of k + 1
-    iterations done: the first halving applies at iteration lr_step - 1. "linear": falls in a
-    straight line to zero at the end of the run, which is train.iters or the end of the --minutes
-    budget (`budget_used`, its fraction gone), whichever comes first: a budget is spent in full at
-    any speed of the machine."""
+    iterations done: the first halving applies at iteration lr_step - 1. "linear" and "cosine": fall
+    in a straight line or a half cosine to zero at the end of the run, which is train.iters or the
+    end of the --minutes budget (`budget_used`, its fraction gone), whichever comes first: a budget
+    is spent in full at any speed of the machine."""
     o = cfg.optim
     warm = min(1.0, (step + 1) / o.warmup) if o.warmup else 1.0
+    done = min(1.0, max(step / cfg.train.iters, budget_used))
     if o.lr_policy == "linear":
-        decay = max(0.0, 1.0 - max(step / cfg.train.iters, budget_used))
+        decay = 1.0 - done
+    elif o.lr_policy == "cosine":
+        decay = 0.5 * (1.0 + math.cos(math.pi * done))
     else:
         decay = o.lr_gamma ** ((step + 1) // o.lr_step)
     return (o.lr if base is None else base) * warm * decay
@@ -130,15 +134,20 @@ def dis_update(dis, opt_dis, x_a, x_b, x_ba, x_ab, cfg: Config, augment, autocas
     return loss.detach()
 
 
-def gen_update(out, dis_a, dis_b, frozen_dis, opt_gen, x_a, x_b, cfg: Config, vgg, augment, autocast) -> dict[str, torch.Tensor]:
-    """Both generators in one objective: adversarial + image, content, style (+ cycle, perceptual).
-    `out` is the generators' forward pass; the discriminators are read but not trained here."""
+def gen_update(
+    out, dis_a, dis_b, frozen_dis, opt_gen, x_a, x_b, cfg: Config, vgg, augment, autocast, nce: torch.Generator | None = None
+) -> dict[str, torch.Tensor]:
+    """Both generators in one objective: adversarial + image, content, style (+ cycle, perceptual,
+    contrastive patches, whose random locations `nce` draws). `out` is the generators' forward
+    pass; the discriminators are read but not trained here."""
     gan_type = cfg.loss.gan_type
     with autocast():
         with frozen(frozen_dis):
             adv_a = losses.gen_adv_loss(dis_a(augment(out["x_ba"])), gan_type)
             adv_b = losses.gen_adv_loss(dis_b(augment(out["x_ab"])), gan_type)
         terms = losses.generator_terms(out, x_a, x_b, adv_a, adv_b, vgg)
+        if nce is not None:
+            terms.update(losses.nce_terms(out, cfg.loss, nce))
         total = losses.total_generator_loss(terms, cfg.loss)
     opt_gen.zero_grad(set_to_none=True)
     total.backward()
@@ -205,6 +214,8 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] = learning_rate(cfg, step, base, budget_used)
         augment = self.augmenter(step)
+        # the patch locations have a generator of their own, so runs without the loss draw as before
+        nce = torch.Generator().manual_seed(hash_seed(cfg.train.seed, "nce", step)) if cfg.loss.nce_w > 0 else None
         g = step_generator(cfg.train.seed, step)
         bs, dim, cycle = x_a.shape[0], cfg.model.style_dim, cfg.loss.recon_x_cyc_w > 0
 
@@ -216,7 +227,7 @@ class Trainer:
             # draw the same styles as before
             second = styles() if cfg.loss.diversity_w > 0 else None
             with ac():
-                return self.gen_step(x_a, x_b, s_a, s_b, cycle=cycle, second_styles=second)
+                return self.gen_step(x_a, x_b, s_a, s_b, cycle=cycle, second_styles=second, features=nce is not None)
 
         s_a, s_b = styles()
         if cfg.train.share_translations:
@@ -226,7 +237,7 @@ class Trainer:
             x_ba, x_ab = translate_for_dis(self.gen, x_a, x_b, s_a, s_b, ac)
             loss_d = dis_update(self.dis_step, self.opt_dis, x_a, x_b, x_ba, x_ab, cfg, augment, ac)
             out = generate(*styles())
-        terms = gen_update(out, self.dis_a_score, self.dis_b_score, self.dis, self.opt_gen, x_a, x_b, cfg, self.vgg, augment, ac)
+        terms = gen_update(out, self.dis_a_score, self.dis_b_score, self.dis, self.opt_gen, x_a, x_b, cfg, self.vgg, augment, ac, nce)
         if self.ema is not None:
             self.ema.update(self.gen, step + 1)
         terms["dis_total"] = loss_d

@@ -59,12 +59,13 @@ def test_the_cpu_preset_is_tiny_with_the_ablations_winner_and_leaves_tiny_alone(
     changed = {(section, key) for section in tiny if isinstance(tiny[section], dict)
                for key in tiny[section] if tiny[section][key] != cpu[section][key]}  # fmt: skip
     assert changed == {("optim", "lr"), ("train", "iters"), ("model", "n_downsample"), ("loss", "recon_x_cyc_w"),
-                       ("train", "ema_decay"), ("model", "shared_content_encoder")}  # fmt: skip
+                       ("train", "ema_decay"), ("model", "shared_content_encoder"), ("model", "style_prior")}  # fmt: skip
     assert (cpu["train"]["ema_decay"], tiny["train"]["ema_decay"]) == (0.999, 0.99)
     assert (cpu["optim"]["lr"], tiny["optim"]["lr"]) == (4e-4, 2e-4)
     assert (cpu["model"]["n_downsample"], cpu["loss"]["recon_x_cyc_w"]) == (1, 10.0)
     assert (tiny["model"]["n_downsample"], tiny["loss"]["recon_x_cyc_w"]) == (2, 0.0)
     assert cpu["model"]["shared_content_encoder"] and not tiny["model"]["shared_content_encoder"]
+    assert (cpu["model"]["style_prior"], tiny["model"]["style_prior"]) == ("fitted", "normal")
     assert config.PRESETS["tiny"]["train"]["iters"] == 2500  # deriving copied, not shared, tiny's tables
 
 
@@ -135,7 +136,7 @@ def test_set_preset_key_is_an_error_not_ignored():
         ("optim", "weight_decay", math.inf),
         ("optim", "beta1", math.nan),
         ("optim", "lr_step", 0),
-        ("optim", "lr_policy", "cosine"),
+        ("optim", "lr_policy", "exponential"),
         ("optim", "lr_policy", "Linear"),
         ("loss", "gan_w", math.nan),
         ("loss", "recon_x_w", math.inf),

@@ -51,14 +51,16 @@ def test_loss_weight_defaults_are_the_reference():
 def _hand_terms():
     names = [
         "adv_a", "adv_b", "recon_x_a", "recon_x_b", "recon_s_a", "recon_s_b",
-        "recon_c_a", "recon_c_b", "cyc_x_a", "cyc_x_b", "vgg_a", "vgg_b", "div_a", "div_b",
+        "recon_c_a", "recon_c_b", "cyc_x_a", "cyc_x_b", "vgg_a", "vgg_b", "div_a", "div_b", "nce_a", "nce_b",
     ]  # fmt: skip
     return {name: torch.tensor(float(i + 1)) for i, name in enumerate(names)}
 
 
 def test_total_generator_loss_weighting():
     t = _hand_terms()
-    w = LossConfig(gan_w=1.5, recon_x_w=10.0, recon_c_w=2.0, recon_s_w=3.0, recon_x_cyc_w=7.0, vgg_w=0.5, diversity_w=0.25)
+    w = LossConfig(
+        gan_w=1.5, recon_x_w=10.0, recon_c_w=2.0, recon_s_w=3.0, recon_x_cyc_w=7.0, vgg_w=0.5, diversity_w=0.25, nce_w=0.1
+    )
     want = (
         1.5 * (1 + 2)  # adversarial
         + 10.0 * (3 + 4)  # image reconstruction
@@ -67,6 +69,7 @@ def test_total_generator_loss_weighting():
         + 7.0 * (9 + 10)  # explicit cycle
         + 0.5 * (11 + 12)  # perceptual
         + 0.25 * (13 + 14)  # style diversity (the terms themselves carry its sign)
+        + 0.1 * (15 + 16)  # contrastive patches
     )
     assert losses.total_generator_loss(t, w).item() == pytest.approx(want)
 
@@ -328,3 +331,62 @@ def test_vgg_loss_with_valid_weights(tmp_path):
     convs = [m for m in vgg.features if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == 13
     assert torch.equal(convs[10].weight, features[24].weight) and torch.equal(convs[-1].weight, features[28].weight)
+
+
+def test_cosine_learning_rate_falls_as_half_a_cosine_to_zero_at_the_end(tiny_cfg):
+    cfg = tiny_cfg(optim={"lr_policy": "cosine", "lr": 1e-3}, train={"iters": 100})
+    assert updates.learning_rate(cfg, 0) == pytest.approx(1e-3)
+    assert updates.learning_rate(cfg, 50) == pytest.approx(5e-4)  # half way: half the rate
+    assert updates.learning_rate(cfg, 25) == pytest.approx(1e-3 * (1 + 2**-0.5) / 2)
+    assert updates.learning_rate(cfg, 10, budget_used=0.75) == pytest.approx(1e-3 * (1 - 2**-0.5) / 2)
+    assert updates.learning_rate(cfg, 10, budget_used=1.0) == pytest.approx(0.0, abs=1e-18)
+
+
+def test_patch_nce_rewards_the_same_location_and_only_trains_the_translation():
+    g = torch.Generator().manual_seed(0)
+    source = [torch.randn(2, 8, 6, 6, generator=g), torch.randn(2, 16, 3, 3, generator=g)]
+    same = [f.clone().requires_grad_(True) for f in source]
+    shuffled = [f[:, :, torch.randperm(f.shape[2])].clone() for f in source]
+    key = [f.clone().requires_grad_(True) for f in source]
+    loss_same = losses.patch_nce(key, same, 16, 0.07, torch.Generator().manual_seed(1))
+    loss_shuffled = losses.patch_nce(source, shuffled, 16, 0.07, torch.Generator().manual_seed(1))
+    assert float(loss_same.detach()) < 0.05 < 2.0 < float(loss_shuffled)  # near log(1) against near chance
+    loss_same.backward()
+    assert key[0].grad is None  # the input's features are the fixed key
+    assert all(f.grad is not None for f in same)
+    # by hand, one map, every location: cross-entropy of each query's cosine similarities to all keys
+    src, out = torch.randn(1, 4, 2, 2, generator=g), torch.randn(1, 4, 2, 2, generator=g)
+    q = torch.nn.functional.normalize(out.flatten(2)[0].T, dim=1)
+    k = torch.nn.functional.normalize(src.flatten(2)[0].T, dim=1)
+    want = torch.nn.functional.cross_entropy(q @ k.T / 0.5, torch.arange(4))
+    got = losses.patch_nce([src], [out], 100, 0.5, torch.Generator().manual_seed(2))  # all 4 locations, any order
+    assert float(got) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_patch_nce_terms_read_the_content_encoders_features_of_input_and_translation(tiny_cfg):
+    cfg, gen, dis, x_a, x_b, s_a, s_b = _setup(tiny_cfg)
+    with torch.no_grad():
+        out = gen(x_a, x_b, s_a, s_b, features=True)
+        plain = gen(x_a, x_b, s_a, s_b)
+    enc_b = gen.gen_b.content_encoder
+    assert len(out["feat_a"]) == len(enc_b.feature_layers) == cfg.model.n_downsample + 2
+    torch.testing.assert_close(out["feat_ab"][-1], out["c_a_recon"])  # the last map is the code
+    torch.testing.assert_close(out["feat_ab"][0], enc_b.model[0](out["x_ab"]))
+    for key in ("x_ab", "x_ba", "c_a_recon", "s_b_recon"):
+        torch.testing.assert_close(out[key], plain[key])  # the same pass, features or not
+    terms = losses.nce_terms(out, LossConfig(nce_w=1.0), torch.Generator().manual_seed(0))
+    assert set(terms) == {"nce_a", "nce_b"} and all(float(v) > 0 for v in terms.values())
+    w = LossConfig(nce_w=2.0)
+    total = losses.total_generator_loss(terms, w)
+    assert float(total) == pytest.approx(2.0 * float(terms["nce_a"] + terms["nce_b"]), rel=1e-6)
+
+
+def test_a_training_step_with_patch_nce_logs_its_terms_and_changes_the_update(tiny_cfg):
+    x_a, x_b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    params = {}
+    for w in (0.0, 1.0):
+        trainer = updates.Trainer(tiny_cfg(loss={"nce_w": w}, train={"batch_size": 2}), torch.device("cpu"))
+        terms = trainer.step(x_a, x_b, 0)
+        assert ("nce_a" in terms) == (w > 0)
+        params[w] = torch.cat([p.detach().flatten() for p in trainer.gen.parameters()])
+    assert not torch.equal(params[0.0], params[1.0])

@@ -387,3 +387,21 @@ def test_bf16_features_kid_and_fid_stay_near_float32(tmp_path):
     assert kid_exact > 5 * BF16_KID_TOLERANCE, source  # two kinds of image: a difference to keep
     assert abs(kid_fast - kid_exact) < BF16_KID_TOLERANCE, (source, kid_exact, kid_fast)
     assert metrics.fid(*fast) == pytest.approx(metrics.fid(*exact), rel=BF16_FID_TOLERANCE), source
+
+
+def test_colour_on_white_counts_coloured_pixels_only_where_the_truth_is_white():
+    truth = torch.full((1, 3, 4, 4), 255, dtype=torch.uint8)
+    truth[0, :, :2] = torch.tensor([200, 40, 40], dtype=torch.uint8)[:, None, None]  # top half red: not white
+    out = torch.full((1, 3, 4, 4), 255, dtype=torch.uint8)
+    assert metrics.colour_on_white(out, truth) == 0.0
+    out[0, :, :2] = 0  # colour where the truth is coloured too: not counted
+    assert metrics.colour_on_white(out, truth) == 0.0
+    out[0, 2, 2, :] = 255 - 33  # one channel just past the tolerance on a white row: 4 of 8 white pixels
+    assert metrics.colour_on_white(out, truth) == 0.5
+    out[0, 2, 3, :] = 255 - 32  # exactly at the tolerance: still white
+    assert metrics.colour_on_white(out, truth) == 0.5
+    styles = torch.stack([out, torch.full_like(out, 255)], dim=1)  # (N, S, C, H, W): one clean style
+    assert metrics.colour_on_white(styles, truth) == 0.25
+    assert math.isnan(metrics.colour_on_white(out, torch.zeros_like(truth)))
+    gray = torch.full((1, 1, 2, 2), 255, dtype=torch.uint8)
+    assert metrics.colour_on_white(torch.zeros_like(gray), gray) == 1.0

@@ -469,3 +469,26 @@ def test_config_defaults_are_the_paper_recipe():
     o = cfg.optim
     assert (o.lr, o.beta1, o.beta2, o.weight_decay, o.lr_step, o.lr_gamma) == (1e-4, 0.5, 0.999, 1e-4, 100_000, 0.5)
     assert (cfg.train.iters, cfg.train.batch_size, cfg.data.crop_size) == (1_000_000, 1, 256)
+
+
+def test_content_dilation_widens_what_a_code_location_sees_without_new_weights(monkeypatch):
+    # instance norm's statistics span the whole map; without them a location sees only its window
+    monkeypatch.setattr(models, "instance_norm", lambda x: x)
+    seen = {}
+    for d in (1, 2):
+        cfg = config.resolve("cpu", overrides={"model": {"content_dilation": d, "dim": 4}})
+        torch.manual_seed(0)
+        enc = models.ContentEncoder(cfg.model)
+        convs = [m for m in enc.model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+        seen[d] = {
+            "dilations": [m.dilation[0] for m in convs],
+            "params": models.count_parameters(enc),
+        }
+        x = torch.zeros(1, 3, 64, 64, requires_grad=True)
+        enc(x)[0, :, 14, 14].sum().backward()  # code location 14 sits at pixel 28-29 of the input
+        seen[d]["reaches corner"] = bool(x.grad[0, :, 0, 0].abs().sum() > 0)
+    assert seen[1]["dilations"] == [1, 1, 1, 1] and seen[2]["dilations"] == [1, 2, 4, 8]
+    assert seen[1]["params"] == seen[2]["params"]
+    # 28 pixels away: beyond the recipe's reach (about 13 px at 64 px), within the dilated one's (about 35)
+    assert not seen[1]["reaches corner"] and seen[2]["reaches corner"]
+    assert models.min_size(config.resolve("cpu", overrides={"model": {"content_dilation": 2}}).model) == 18

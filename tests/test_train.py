@@ -20,7 +20,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import munit_cli
-from munit_cli import checkpoint, config, losses, rundir, train, updates
+from munit_cli import checkpoint, config, losses, rundir, runtime, train, updates
 from munit_cli.cli import app
 from munit_cli.errors import MunitError, UsageError
 
@@ -627,3 +627,29 @@ def test_a_run_resumed_at_its_end_prunes_what_a_killed_pruning_left(image_folder
         dst.write_bytes(src.read_bytes())
     assert train.run(tiny_cfg(train={"iters": 6, "keep_checkpoints": 1}), [a, b], out, resume="auto").step == 6
     assert ckpt_names(out) == ["gen_00000006.safetensors", "state_00000006.safetensors"]
+
+
+def test_thread_tuner_drops_to_one_thread_when_two_collapse_and_returns_when_they_recover():
+    set_to = []
+    tuner = runtime.ThreadTuner(2, window=4, every=10, first=2, set_threads=set_to.append)
+    speed = {2: 0.1, 1: 0.25}  # two threads fast: the trial of one thread is slower, nothing changes
+    messages = [tuner.observe(speed[tuner_threads(set_to, 2)]) for _ in range(40)]
+    assert tuner.current == 2 and not any(messages) and set_to[:2] == [1, 2]
+    speed = {2: 0.6, 1: 0.25}  # another program took a core: two threads collapse
+    messages = [tuner.observe(speed[tuner_threads(set_to, 2)]) for _ in range(40)]
+    assert tuner.current == 1 and set_to[-1] == 1
+    assert [m for m in messages if m] == ["training on 1 CPU thread now: 2.4x faster (other programs are using the cores)"]
+    speed = {2: 0.1, 1: 0.25}  # the core is free again
+    messages = [tuner.observe(speed[tuner_threads(set_to, 2)]) for _ in range(40)]
+    assert tuner.current == 2 and "the cores are free again" in [m for m in messages if m][0]
+    assert [threads for _, threads in tuner.switches] == [1, 2]
+
+
+def tuner_threads(set_to: list[int], start: int) -> int:
+    return set_to[-1] if set_to else start
+
+
+def test_thread_tuner_is_idle_with_one_thread():
+    set_to = []
+    tuner = runtime.ThreadTuner(1, window=2, every=3, first=1, set_threads=set_to.append)
+    assert [tuner.observe(1.0) for _ in range(20)] == [None] * 20 and set_to == []
