@@ -16,7 +16,9 @@ Three tables, all from this one process, so their ratios compare like with like:
    variants are timed in interleaved rounds and each keeps its fastest round, so a machine whose
    speed drifts during the run slows all of them alike;
 3. off the step: what the step waits for besides the networks: one batch of both domains through
-   the training data path (decode cached, random crop and flip) and the two optimizer steps.
+   the training data path (decode cached, random crop and flip) and the two optimizer steps;
+4. threads: the fast path at all of torch's threads and at one, on the quiet machine and with a
+   busy loop in another process taking one core (what `runtime.ThreadTuner` reacts to).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -142,6 +145,7 @@ def main() -> None:
         print(f"  round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
 
     kinds = profile(trainers["fast path"], x_a, x_b, args.steps)
+    threads = thread_counts(trainers["fast path"], x_a, x_b, args.steps)
     off = off_the_step(trainers["fast path"], args)
 
     print(f"\n{speed.device_name(device)}, arch {args.arch}, batch {args.batch}, {args.size}x{args.size}, torch {torch.__version__}")
@@ -159,14 +163,42 @@ def main() -> None:
     step_ms = best["fast path"]
     for name, ms in off.items():
         print(f"  {name:<40} {ms:8.2f} ms  {ms / step_ms:6.1%} of a step")
+    print("\n4. threads (fast path, ms/iter)")
+    for (n, load), ms in threads.items():
+        print(f"  {n} thread{'s' if n > 1 else ''}, {load:<14} {ms:8.1f}")
     result = {
         "device": speed.device_name(device), "arch": args.arch, "batch": args.batch, "size": args.size,
         "torch": torch.__version__, "profile_ms": dict(kinds), "ms_per_iter": best,
         "compile_seconds": compile_seconds, "off_the_step_ms": off,
+        "threads_ms": {f"{n} {load}": ms for (n, load), ms in threads.items()},
     }  # fmt: skip
     print(json.dumps(result))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(result, indent=2))
+
+
+def thread_counts(trainer, x_a, x_b, steps: int) -> dict[tuple[int, str], float]:
+    """ms per step at all threads and at one, quiet and with one core taken by another process."""
+    most = torch.get_num_threads()
+
+    def timed(n: int) -> float:
+        torch.set_num_threads(n)
+        trainer.step(x_a, x_b, 0)
+        start = time.perf_counter()
+        for i in range(steps):
+            trainer.step(x_a, x_b, 1 + i)
+        return (time.perf_counter() - start) / steps * 1e3
+
+    out = {(n, "quiet"): timed(n) for n in (most, 1)}
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(1.0)
+        out.update({(n, "one core busy"): timed(n) for n in (most, 1)})
+    finally:
+        busy.kill()
+        busy.wait()
+        torch.set_num_threads(most)
+    return out
 
 
 def off_the_step(trainer, args) -> dict[str, float]:

@@ -23,14 +23,16 @@ from munit_cli.styles import seed_label
 
 DEMO_TRAIN_IMAGES = 400
 DEMO_TEST_IMAGES = 8
-# The recommended CPU setting, for 2000 steps, with tiny's shorter weight average: the preset's
-# spans about the last 1000 steps, too long for a run this short (shapes quality gate, one thread,
-# content IoU after 2000 steps: 0.71 with EMA 0.99, 0.62 with 0.999). Against the 2500 steps of
-# `tiny` the demo used to train: as good, in about a fifth less time (docs/benchmarks.md).
-# Each domain keeps its own content encoder: on the shapes one shared encoder filled as well (IoU
-# 0.70) but its styles differed less (diversity 0.22 against 0.34-0.36), under the gate's 0.25.
+# The recommended CPU setting, for 2000 steps at batch 2, with tiny's shorter weight average: the
+# preset's spans about the last 1000 steps, too long for a run this short (shapes quality gate, one
+# thread, content IoU after 2000 steps: 0.71 with EMA 0.99, 0.62 with 0.999). Batch 2 instead of
+# the preset's 4: a step costs about 0.7 of one at batch 4 on two cores, and 2000 of them draw as
+# well, with the preset's fitted style prior (IoU 0.69, diversity 0.36; batch 4: 0.71 and 0.36)
+# (docs/benchmarks.md). Each domain keeps its own content encoder: on the shapes one shared encoder
+# filled as well (IoU 0.70) but its styles differed less (diversity 0.22 against 0.34-0.36), under
+# the gate's 0.25.
 DEMO_PRESET = "cpu"
-DEMO_TRAIN = {"iters": 2000, "ema_decay": 0.99}
+DEMO_TRAIN = {"iters": 2000, "batch_size": 2, "ema_decay": 0.99}
 DEMO_MODEL = {"shared_content_encoder": False}
 DEMO_STYLES = 5
 DEMO_STEPS = 8
