@@ -70,14 +70,13 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
-
 class ThreadTuner:
     """Keeps the CPU thread count that trains fastest now: all of torch's threads, or one.
 
     OpenMP splits every operator over its threads and waits for the last: when another program
     takes one of the cores (a browser, a package install still writing to disk), each operator
-    waits for a thread that is not running, and two threads train slower than one would (two to
-    three times slower on two cores). So every `every` steps the other count is tried for
+    waits for a thread that is not running, and two threads train slower than one would (3.7x
+    slower on two cores with one busy, benchmarks/levers.py). So every `every` steps the other count is tried for
     `window` steps, after a window at the current count, and the faster one is kept. Each call of
     `observe` reports the seconds one training step took; nothing else is timed, so checkpoints
     and sample grids do not count."""
@@ -89,6 +88,7 @@ class ThreadTuner:
         self.set_threads = set_threads or torch.set_num_threads
         self.since = every - first  # the first trial comes early: a busy core may be busy from the start
         self.phase, self.times = "run", []
+        self.baseline = 0.0  # the typical step time at the current count, before a trial
         self.switches: list[tuple[int, int]] = []  # (steps observed, threads chosen), for the run's log
         self.steps = 0
 

@@ -60,7 +60,7 @@ class SignalGuard:
 
 
 # ---------------------------------------------------------------------------------------------
-# Sample grids
+# Style priors
 
 
 # Images per domain that a fitted style prior is fitted to: enough for the style codes' covariance
@@ -84,6 +84,10 @@ def fit_style_priors(gen, images: dict[str, torch.Tensor], autocast) -> dict[str
             codes = torch.cat([encoder(chunk).float() for chunk in x.split(64)])
         priors[domain] = styles.fit_prior(codes.cpu())
     return priors
+
+
+# ---------------------------------------------------------------------------------------------
+# Sample grids
 
 
 @torch.no_grad()

@@ -27,10 +27,10 @@ ITERS = 1500  # three quarters of the demo's steps, to keep the slow test short
 # Synthetic fills stand at least 110 (RGB distance) from their background; 70 sits above noisy and
 # gradient backgrounds. On the real filled test shapes this region scores IoU 0.96 (min 0.86 over 200).
 REGION_THRESHOLD = 70.0
-# The demo now trains at batch 2 with the preset's fitted style prior: after 1500 steps IoU 0.64,
-# diversity 0.39 (N(0, I) styles; 0.54 / 0.41 after 1000, 0.67 / 0.42 after 2000, and with the
-# fitted prior 0.69 / 0.36 after 2000). Measured before that, at batch 4 with N(0, I) styles (one
-# thread; the `cpu` preset with EMA 0.99 and separate content encoders): after ITERS steps IoU 0.60, diversity 0.34 (0.42 / 0.36 after 500 steps, 0.55 /
+# The demo now trains at batch 2 (N(0, I) styles): after 1500 steps IoU 0.64, diversity 0.39 (0.54
+# / 0.41 after 1000, 0.67 / 0.42 after 2000; with the `cpu` preset's fitted style prior, which the
+# demo leaves off, 0.69 / 0.36 after 2000). Measured before that, at batch 4 (one thread; the `cpu`
+# preset with EMA 0.99 and separate content encoders): after ITERS steps IoU 0.60, diversity 0.34 (0.42 / 0.36 after 500 steps, 0.55 /
 # 0.33 after 1000, 0.71 / 0.36 after 2000, the demo's steps; with the preset's own EMA 0.999: 0.54 /
 # 0.35 after 1500, 0.62 / 0.36 after 2000; with the preset's one content encoder for both domains:
 # 0.73 / 0.26 after 1500, 0.70 / 0.22 after 2000). The `tiny` preset, which the demo trained before:
