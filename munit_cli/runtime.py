@@ -89,7 +89,7 @@ class ThreadTuner:
         self.since = every - first  # the first trial comes early: a busy core may be busy from the start
         self.phase, self.times = "run", []
         self.baseline = 0.0  # the typical step time at the current count, before a trial
-        self.switches: list[tuple[int, int]] = []  # (steps observed, threads chosen), for the run's log
+        self.switches: list[tuple[int, int]] = []  # (steps observed, threads chosen) at each change
         self.steps = 0
 
     @property

@@ -296,3 +296,15 @@ def test_a_run_records_the_precision_auto_chose(bf16_units, image_folders, tiny_
         train.run(tiny_cfg(train={"iters": 1, "precision": "auto", "channels_last": True}), [a, b], out)
         saved = config_mod.resolve(None, out / "config.toml")
         assert (saved.train.precision, saved.train.channels_last) == expected
+
+
+def test_reflection_padding_stays_in_the_activations_dtype_under_autocast():
+    x = torch.randn(2, 4, 6, 6).to(torch.bfloat16)
+    pad = models.ReflectionPad(2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = torch.nn.ReflectionPad2d(2)(x)  # what autocast does with the plain module
+        ours = pad(x)
+    assert plain.dtype == torch.float32  # the float32 copy the padding module avoids
+    assert ours.dtype == torch.bfloat16 and torch.equal(ours.float(), plain)
+    blocks = [m for m in models.build(tiny_cfg().model)[0].modules() if isinstance(m, torch.nn.ReflectionPad2d)]
+    assert blocks and all(isinstance(m, models.ReflectionPad) for m in blocks)

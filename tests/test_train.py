@@ -653,3 +653,24 @@ def test_thread_tuner_is_idle_with_one_thread():
     set_to = []
     tuner = runtime.ThreadTuner(1, window=2, every=3, first=1, set_threads=set_to.append)
     assert [tuner.observe(1.0) for _ in range(20)] == [None] * 20 and set_to == []
+
+
+def test_training_reports_every_step_to_the_thread_tuner_and_restores_the_thread_count(
+    tiny_cfg, image_folders, tmp_path, capsys, monkeypatch
+):
+    seen = []
+
+    class Recording(runtime.ThreadTuner):
+        def observe(self, seconds):
+            seen.append(seconds)
+            if len(seen) == 2:
+                torch.set_num_threads(1)
+                return "training on 1 CPU thread now: 2.0x faster (other programs are using the cores)"
+            return None
+
+    monkeypatch.setattr(runtime, "ThreadTuner", Recording)
+    before = torch.get_num_threads()
+    train.run(tiny_cfg(train={"iters": 3}), list(image_folders), tmp_path / "run")
+    assert len(seen) == 3 and all(s > 0 for s in seen)
+    assert "step 2: training on 1 CPU thread now" in capsys.readouterr().err
+    assert torch.get_num_threads() == before
