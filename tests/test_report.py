@@ -406,7 +406,7 @@ class Browser:
     """Chromium headless, driven over the DevTools protocol on a pipe: the browser reads commands
     from its fd 3 and writes replies and events to its fd 4, each a JSON text ended by a NUL."""
 
-    def __init__(self, exe: str, profile: Path, timeout: float = 20.0):
+    def __init__(self, exe: str, profile: Path, timeout: float = 60.0):
         commands_r, self.commands = os.pipe()
         self.replies, replies_w = os.pipe()
         # bash (dash takes one-digit fds only) puts the pipe ends on fds 3 and 4, then becomes the browser
