@@ -53,6 +53,10 @@ class LossConfig:
     recon_c_w: float = 1.0
     recon_s_w: float = 1.0
     recon_x_cyc_w: float = 0.0
+    # the cycle reads these translations as fixed images (not in the paper): "ab" (x_ab, in the
+    # a -> b -> a cycle), "ba", "both" or "" (none): no gradient from the cycle reaches the decoder
+    # that translated
+    cycle_detach: str = ""
     vgg_w: float = 0.0
     vgg_weights: str = ""  # path to a user-supplied VGG-16 safetensors file (needed when vgg_w > 0)
     # Beyond the paper, each off by default (docs/benchmarks.md measures them one at a time):
@@ -386,6 +390,7 @@ LIMITS: dict[str, dict[str, tuple[int | float, int | float]]] = {
 }
 GAN_TYPES = ("lsgan", "hinge")
 STYLE_PRIORS = ("normal", "fitted")
+CYCLE_DETACH = ("", "ab", "ba", "both")
 LR_POLICIES = ("step", "linear", "cosine")
 DIS_AUGMENTATIONS = ("colour", "translation", "cutout")
 # The widest layers: content channels dim * 2**n_downsample, the last discriminator layer's
@@ -439,6 +444,8 @@ def validate(cfg: Config) -> None:
     _check_crop(cfg)
     if m.style_prior not in STYLE_PRIORS:
         raise UsageError(f"model.style_prior must be one of {', '.join(STYLE_PRIORS)}, got {m.style_prior!r}")
+    if cfg.loss.cycle_detach not in CYCLE_DETACH:
+        raise UsageError(f"loss.cycle_detach must be one of ab, ba, both or empty, got {cfg.loss.cycle_detach!r}")
     if t.device != "auto" and not DEVICE.match(t.device):
         raise UsageError(f"train.device must be auto, cpu, cuda or cuda:N, got {t.device!r}")
     if t.precision not in ("auto", "fp32", "bf16"):

@@ -349,13 +349,16 @@ class MUNIT(nn.Module):
         s_a: torch.Tensor,
         s_b: torch.Tensor,
         cycle: bool = False,
+        cycle_detach: str = "",
         second_styles: tuple[torch.Tensor, torch.Tensor] | None = None,
         features: bool = False,
     ) -> dict[str, torch.Tensor]:
         """`second_styles` (s_a2, s_b2): also translate each content with a second random style,
         for the style-diversity term (x_ba2, x_ab2). `features`: also return the content encoders'
         feature maps of each input and of its translation (feat_a, feat_ab, feat_b, feat_ba), for
-        the contrastive patch loss."""
+        the contrastive patch loss. `cycle_detach` ("ab", "ba" or "both"): the cycle re-encodes
+        those translations as fixed images, so its gradient trains the encoder and decoder that read them but not the decoder
+        that drew them (which then cannot pass the cycle hidden hints in its translations)."""
         encoded = {}
 
         def content(gen: Generator, name: str, x: torch.Tensor) -> torch.Tensor:
@@ -380,8 +383,13 @@ class MUNIT(nn.Module):
         out["c_a_recon"], out["s_b_recon"] = content(self.gen_b, "feat_ab", out["x_ab"]), self.gen_b.style_encoder(out["x_ab"])
         out.update(encoded)
         if cycle:
-            out["x_aba"] = self.gen_a.decode(out["c_a_recon"], s_a_prime)
-            out["x_bab"] = self.gen_b.decode(out["c_b_recon"], s_b_prime)
+            c_ab, c_ba = out["c_a_recon"], out["c_b_recon"]
+            if cycle_detach in ("ab", "both"):
+                c_ab = self.gen_b.content_encoder(out["x_ab"].detach())
+            if cycle_detach in ("ba", "both"):
+                c_ba = self.gen_a.content_encoder(out["x_ba"].detach())
+            out["x_aba"] = self.gen_a.decode(c_ab, s_a_prime)
+            out["x_bab"] = self.gen_b.decode(c_ba, s_b_prime)
         if second_styles is not None:
             s_a2, s_b2 = second_styles
             out["x_ba2"] = self.gen_a.decode(c_b, s_a2)

@@ -227,7 +227,10 @@ class Trainer:
             # draw the same styles as before
             second = styles() if cfg.loss.diversity_w > 0 else None
             with ac():
-                return self.gen_step(x_a, x_b, s_a, s_b, cycle=cycle, second_styles=second, features=nce is not None)
+                return self.gen_step(
+                    x_a, x_b, s_a, s_b, cycle=cycle, cycle_detach=cfg.loss.cycle_detach,
+                    second_styles=second, features=nce is not None,
+                )
 
         s_a, s_b = styles()
         if cfg.train.share_translations:

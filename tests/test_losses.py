@@ -390,3 +390,42 @@ def test_a_training_step_with_patch_nce_logs_its_terms_and_changes_the_update(ti
         assert ("nce_a" in terms) == (w > 0)
         params[w] = torch.cat([p.detach().flatten() for p in trainer.gen.parameters()])
     assert not torch.equal(params[0.0], params[1.0])
+
+
+def test_a_detached_cycle_trains_the_reading_networks_but_not_the_translating_decoder(tiny_cfg):
+    torch.manual_seed(0)
+    gen, _ = models.build(tiny_cfg(model={"shared_content_encoder": True}).model)
+    x_a, x_b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    s_a, s_b = torch.randn(2, gen.gen_a.style_dim), torch.randn(2, gen.gen_a.style_dim)
+
+    def cycle_grads(detach: str) -> dict[str, float]:
+        gen.zero_grad(set_to_none=True)
+        out = gen(x_a, x_b, s_a, s_b, cycle=True, cycle_detach=detach)
+        losses.recon_loss(out["x_aba"], x_a).backward()  # x_a -> x_ab (gen_b draws) -> x_aba (gen_a)
+        return {
+            name: sum(float(p.grad.abs().sum()) for p in net.parameters() if p.grad is not None)
+            for name, net in (("drew", gen.gen_b.decoder), ("reads", gen.gen_a.decoder), ("encodes", gen.gen_b.content_encoder))
+        }
+
+    attached, detached, other = cycle_grads(""), cycle_grads("ab"), cycle_grads("ba")
+    assert attached["drew"] > 0 and detached["drew"] == 0
+    assert other == attached  # "ba" leaves the a -> b -> a cycle as it was
+    assert detached["reads"] > 0 and detached["encodes"] > 0
+    # the same x_aba either way: only where the gradient goes differs
+    out_a = gen(x_a, x_b, s_a, s_b, cycle=True)
+    out_d = gen(x_a, x_b, s_a, s_b, cycle=True, cycle_detach="both")
+    torch.testing.assert_close(out_a["x_aba"], out_d["x_aba"])
+
+
+def test_a_training_step_with_a_detached_cycle_changes_the_update_and_a_bad_value_is_refused(tiny_cfg):
+    x_a, x_b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    params = {}
+    for detach in ("", "ba"):
+        cfg = tiny_cfg(loss={"recon_x_cyc_w": 10.0, "cycle_detach": detach}, train={"batch_size": 2})
+        trainer = updates.Trainer(cfg, torch.device("cpu"))
+        terms = trainer.step(x_a, x_b, 0)
+        assert {"cyc_x_a", "cyc_x_b"} <= set(terms)
+        params[detach] = torch.cat([p.detach().flatten() for p in trainer.gen.parameters()])
+    assert not torch.equal(params[""], params["ba"])
+    with pytest.raises(MunitError, match="loss.cycle_detach"):
+        tiny_cfg(loss={"cycle_detach": "a"})
