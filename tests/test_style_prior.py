@@ -124,8 +124,16 @@ def test_a_damaged_prior_is_refused_with_the_domain_named(tmp_path, tiny_cfg, da
         checkpoint.load_generator(path)
 
 
-def test_evaluate_json_has_colour_on_white(fitted_run, tmp_path):
+def test_evaluate_json_has_colour_on_white_and_draws_through_the_models_prior(fitted_run, tmp_path, monkeypatch):
     _, result, _ = fitted_run
+    drawn = []
+
+    def spy(seed, index, dim, truncation=1.0, prior=None):
+        drawn.append(prior)
+        return real_sample(seed, index, dim, truncation, prior)
+
+    real_sample = styles.sample_style
+    monkeypatch.setattr(styles, "sample_style", spy)
     a, b = tmp_path / "line", tmp_path / "flat"
     for i in range(3):  # twins by name: outlines on white, and the same squares filled red
         for folder, fill in ((a, None), (b, (220, 30, 30))):
@@ -140,3 +148,7 @@ def test_evaluate_json_has_colour_on_white(fitted_run, tmp_path):
     scores = json.loads(done.stdout)
     for direction in scores["directions"].values():
         assert 0.0 <= direction["colour_on_white"] <= 1.0
+    priors = checkpoint.load_generator(result.generator).priors
+    assert len(drawn) == 2 * 3 * 2  # two directions, three inputs, two styles each
+    for d in "ab":  # each direction draws through its target domain's prior
+        assert sum(p is not None and torch.equal(p[0], priors[d][0]) and torch.equal(p[1], priors[d][1]) for p in drawn) == 6
