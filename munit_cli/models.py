@@ -357,8 +357,9 @@ class MUNIT(nn.Module):
         for the style-diversity term (x_ba2, x_ab2). `features`: also return the content encoders'
         feature maps of each input and of its translation (feat_a, feat_ab, feat_b, feat_ba), for
         the contrastive patch loss. `cycle_detach` ("ab", "ba" or "both"): the cycle re-encodes
-        those translations as fixed images, so its gradient trains the encoder and decoder that read them but not the decoder
-        that drew them (which then cannot pass the cycle hidden hints in its translations)."""
+        those translations as fixed images, so its gradient trains the encoder and decoder that
+        read them but not the decoder that drew them (which then cannot pass the cycle hidden
+        hints in its translations)."""
         encoded = {}
 
         def content(gen: Generator, name: str, x: torch.Tensor) -> torch.Tensor:
