@@ -62,6 +62,7 @@ def variant_cfg(arch: str, changes: dict, batch: int, size: int, compile_: bool 
         sections[section].update(values)
     sections["train"].update({"batch_size": batch, "ema_decay": 0.999, "ema_start": 0, "compile": compile_})
     sections["data"] = {"load_size": size, "crop_size": size}
+    sections["loss"] = {"cycle_detach": speed.AUTO_ON_RANDOM_IMAGES}
     return config.resolve(arch, overrides=sections)
 
 

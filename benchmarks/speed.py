@@ -26,6 +26,9 @@ import torch
 
 from munit_cli import config, models, runtime, updates
 
+# What the `cpu` preset's loss.cycle_detach=auto decides for the random colour images timed here
+# (losses.auto_cycle_detach): nothing detached, as in the tables recorded before it.
+AUTO_ON_RANDOM_IMAGES = ""
 REFERENCE_FLAGS = {
     "train": {"precision": "fp32", "channels_last": False, "compile": False, "share_translations": False},
     "optim": {"fused": False},
@@ -50,6 +53,7 @@ def make_cfg(arch: str, path: str, device: torch.device, batch: int, size: int) 
         "train": {**flags["train"], "compile": compile_, "batch_size": batch, "ema_decay": 0.999, "ema_start": 0},
         "optim": dict(flags["optim"]),
         "data": {"load_size": size, "crop_size": size},
+        "loss": {"cycle_detach": AUTO_ON_RANDOM_IMAGES},
     }
     return config.resolve(arch, overrides=overrides)
 

@@ -55,7 +55,9 @@ class LossConfig:
     recon_x_cyc_w: float = 0.0
     # the cycle reads these translations as fixed images (not in the paper): "ab" (x_ab, in the
     # a -> b -> a cycle), "ba", "both" or "" (none): no gradient from the cycle reaches the decoder
-    # that translated
+    # that translated. "auto": the translation into a grey domain when the other is in colour
+    # ("ba" for grey line art as A), else none; decided from the training images when a run
+    # starts, and its config.toml records the choice
     cycle_detach: str = ""
     vgg_w: float = 0.0
     vgg_weights: str = ""  # path to a user-supplied VGG-16 safetensors file (needed when vgg_w > 0)
@@ -203,8 +205,9 @@ def _derived(base: str, changes: dict[str, dict[str, Any]]) -> dict[str, dict[st
 
 
 # The recommended CPU setting for real image sets at 64 px: the tiny networks with what won the
-# quality ablation on fluent64 (docs/benchmarks.md). Twice tiny's learning rate (8e-4 won at 5
-# minutes but lost at 15). The paper's optional explicit cycle loss: without it, line art's content
+# quality ablation on fluent64 (docs/benchmarks.md). Three times tiny's learning rate: 4e-4 won
+# at 5 minutes (8e-4 lost at 15), and 6e-4 on the later networks at 15 (line -> flat 24.0-24.3 in
+# three runs against 25.0-26.4 for 4e-4, with less colour past the lines). The paper's optional explicit cycle loss: without it, line art's content
 # codes decoded as flat colour lost their outlines and drew blotches (KID 80.8 -> 58.0 at 5
 # minutes). Content codes at half the image size, not a quarter (one downsampling): the decoder
 # keeps the fine lines (58.0 -> 40.3 with the cycle; the same number of channel-pixels per residual
@@ -216,13 +219,16 @@ def _derived(base: str, changes: dict[str, dict[str, Any]]) -> dict[str, dict[st
 # (32.8 -> 27.7 and 28.2 at 15 minutes). Random styles from a Gaussian fitted to the training
 # images' encoded styles instead of N(0, I): the style encoder's codes are not standard normal,
 # and styles drawn where real ones lie score better in both directions (line -> flat 28.3 -> 25.9,
-# flat -> line 33.6 -> 27.7), as varied. 10,000 steps: about an hour on two cores; or --minutes.
+# flat -> line 33.6 -> 27.7), as varied. The cycle reads a translation into a grey domain from a
+# coloured one as a fixed image (`auto`: none between two coloured or two grey domains): with the
+# learning rate of 6e-4, line -> flat 25.0 -> 22.1 and flat -> line 27.6 -> 20.3, more varied.
+# 10,000 steps: about an hour on two cores; or --minutes.
 PRESETS["cpu"] = _derived(
     "tiny",
     {
         "model": {"n_downsample": 1, "shared_content_encoder": True, "style_prior": "fitted"},
-        "loss": {"recon_x_cyc_w": 10.0},
-        "optim": {"lr": 4e-4},
+        "loss": {"recon_x_cyc_w": 10.0, "cycle_detach": "auto"},
+        "optim": {"lr": 6e-4},
         "train": {"iters": 10_000, "ema_decay": 0.999},
     },
 )
@@ -390,7 +396,7 @@ LIMITS: dict[str, dict[str, tuple[int | float, int | float]]] = {
 }
 GAN_TYPES = ("lsgan", "hinge")
 STYLE_PRIORS = ("normal", "fitted")
-CYCLE_DETACH = ("", "ab", "ba", "both")
+CYCLE_DETACH = ("", "ab", "ba", "both", "auto")
 LR_POLICIES = ("step", "linear", "cosine")
 DIS_AUGMENTATIONS = ("colour", "translation", "cutout")
 # The widest layers: content channels dim * 2**n_downsample, the last discriminator layer's
@@ -445,7 +451,8 @@ def validate(cfg: Config) -> None:
     if m.style_prior not in STYLE_PRIORS:
         raise UsageError(f"model.style_prior must be one of {', '.join(STYLE_PRIORS)}, got {m.style_prior!r}")
     if cfg.loss.cycle_detach not in CYCLE_DETACH:
-        raise UsageError(f"loss.cycle_detach must be one of ab, ba, both or empty, got {cfg.loss.cycle_detach!r}")
+        choices = ", ".join(v for v in CYCLE_DETACH if v)
+        raise UsageError(f"loss.cycle_detach must be one of {choices} or empty, got {cfg.loss.cycle_detach!r}")
     if t.device != "auto" and not DEVICE.match(t.device):
         raise UsageError(f"train.device must be auto, cpu, cuda or cuda:N, got {t.device!r}")
     if t.precision not in ("auto", "fp32", "bf16"):

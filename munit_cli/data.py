@@ -249,3 +249,9 @@ def preview_batch(source: Source, cfg: DataConfig, count: int, spread: bool = Fa
     if not picked:
         raise MunitError(f"{getattr(source, 'name', 'a domain')}: none of its images could be read")
     return torch.stack(picked)
+
+
+def colourfulness(batch: torch.Tensor) -> float:
+    """How far from grey a batch of images in [-1, 1] is: each pixel's spread between its largest
+    and smallest channel, averaged, from 0 (all grey) to 1."""
+    return float((batch.amax(1) - batch.amin(1)).mean() / 2)

@@ -181,3 +181,22 @@ class VGGPerceptual(nn.Module):
 
     def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(self._embed(x).float(), self._embed(target).float())
+
+
+# Below GREY a domain has no colour to speak of (line art and the demo's outlines: 0.00); COLOURED
+# is well clear of it (fluent64's flat designs 0.22-0.24, the two emoji64 sets 0.23 and 0.26, the
+# demo's filled shapes 0.24: data.colourfulness of 64 centre crops spread over each folder).
+GREY, COLOURED = 0.02, 0.05
+
+
+def auto_cycle_detach(colour_a: float, colour_b: float) -> str:
+    """What `loss.cycle_detach=auto` means: translating a coloured image into a grey domain drops
+    its colours, and a cycle that must bring them back through that translation rewards the decoder
+    for hiding them in its grey drawings, which real ones never show (docs/benchmarks.md, round 3);
+    so that cycle reads the grey translation as a fixed image. Between two grey or two coloured
+    domains nothing is detached."""
+    if colour_a < GREY and colour_b >= COLOURED:
+        return "ba"
+    if colour_b < GREY and colour_a >= COLOURED:
+        return "ab"
+    return ""

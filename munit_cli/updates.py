@@ -16,6 +16,7 @@ import torch
 from munit_cli import augment as augment_mod
 from munit_cli import config, data, dist, losses, models, runtime
 from munit_cli.config import Config
+from munit_cli.errors import MunitError
 from munit_cli.runtime import hash_seed
 
 # ---------------------------------------------------------------------------------------------
@@ -168,6 +169,8 @@ class Trainer:
     """
 
     def __init__(self, cfg: Config, device: torch.device, vgg=None, shard: data.Shard | None = None):
+        if cfg.loss.cycle_detach == "auto":
+            raise MunitError("loss.cycle_detach=auto must be decided from the training images first (train.run does)")
         self.cfg, self.device, self.vgg = cfg, device, vgg
         self.shard = shard or data.Shard()
         torch.manual_seed(cfg.train.seed)

@@ -86,6 +86,8 @@ def test_demo_trains_its_preset_with_the_demos_changes(tmp_path, monkeypatch):
     assert (cfg.train.iters, cfg.train.ema_decay, cfg.train.seed) == (7, 0.99, 3)
     # the preset's one content encoder is left out: on the shapes its styles differed too little
     assert config.resolve("cpu").model.shared_content_encoder and not cfg.model.shared_content_encoder
+    # and it trains with the learning rate and cycle its shapes gate was measured with
+    assert (cfg.optim.lr, cfg.loss.cycle_detach) == (4e-4, "")
 
 
 def test_every_command_help_answers():

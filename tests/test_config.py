@@ -59,9 +59,11 @@ def test_the_cpu_preset_is_tiny_with_the_ablations_winner_and_leaves_tiny_alone(
     changed = {(section, key) for section in tiny if isinstance(tiny[section], dict)
                for key in tiny[section] if tiny[section][key] != cpu[section][key]}  # fmt: skip
     assert changed == {("optim", "lr"), ("train", "iters"), ("model", "n_downsample"), ("loss", "recon_x_cyc_w"),
-                       ("train", "ema_decay"), ("model", "shared_content_encoder"), ("model", "style_prior")}  # fmt: skip
+                       ("train", "ema_decay"), ("model", "shared_content_encoder"), ("model", "style_prior"),
+                       ("loss", "cycle_detach")}  # fmt: skip
     assert (cpu["train"]["ema_decay"], tiny["train"]["ema_decay"]) == (0.999, 0.99)
-    assert (cpu["optim"]["lr"], tiny["optim"]["lr"]) == (4e-4, 2e-4)
+    assert (cpu["optim"]["lr"], tiny["optim"]["lr"]) == (6e-4, 2e-4)
+    assert (cpu["loss"]["cycle_detach"], tiny["loss"]["cycle_detach"]) == ("auto", "")
     assert (cpu["model"]["n_downsample"], cpu["loss"]["recon_x_cyc_w"]) == (1, 10.0)
     assert (tiny["model"]["n_downsample"], tiny["loss"]["recon_x_cyc_w"]) == (2, 0.0)
     assert cpu["model"]["shared_content_encoder"] and not tiny["model"]["shared_content_encoder"]

@@ -3,13 +3,15 @@ objective, the training updates' terms, the VGG perceptual loss's weights handli
 
 from __future__ import annotations
 
+import copy
 import json
+import shutil
 import time
 
 import pytest
 import torch
 
-from munit_cli import dist, losses, models, train, updates
+from munit_cli import config, data, dist, losses, models, train, updates
 from munit_cli.config import LossConfig
 from munit_cli.errors import MunitError
 
@@ -429,3 +431,36 @@ def test_a_training_step_with_a_detached_cycle_changes_the_update_and_a_bad_valu
     assert not torch.equal(params[""], params["ba"])
     with pytest.raises(MunitError, match="loss.cycle_detach"):
         tiny_cfg(loss={"cycle_detach": "a"})
+
+
+def test_colourfulness_measures_how_far_pixels_are_from_grey():
+    grey = torch.rand(2, 1, 8, 8).expand(2, 3, 8, 8) * 2 - 1
+    red = torch.tensor([1.0, -1.0, -1.0]).view(1, 3, 1, 1).expand(2, 3, 8, 8)
+    half = red.clone()
+    half[..., :4] = grey[..., :4]
+    assert data.colourfulness(grey) == 0.0
+    assert data.colourfulness(red) == pytest.approx(1.0)
+    assert data.colourfulness(half) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    "colour_a, colour_b, expected",
+    [(0.0, 0.3, "ba"), (0.3, 0.01, "ab"), (0.3, 0.4, ""), (0.0, 0.01, ""), (0.0, 0.04, ""), (0.03, 0.3, "")],
+)
+def test_auto_detaches_only_the_cycle_through_a_grey_domain_from_a_coloured_one(colour_a, colour_b, expected):
+    assert losses.auto_cycle_detach(colour_a, colour_b) == expected
+
+
+def test_a_run_records_what_cycle_detach_auto_chose_from_its_images(image_folders, tiny_cfg, tmp_path, capsys):
+    outlines, filled = image_folders  # black outlines on white; shapes in random colours
+    cfg = tiny_cfg(loss={"recon_x_cyc_w": 10.0, "cycle_detach": "auto"}, train={"iters": 1})
+    for folders, expected in (((outlines, filled), "ba"), ((filled, outlines), "ab"), ((filled, filled.parent / "copy"), "")):
+        if not folders[1].exists():
+            shutil.copytree(filled, folders[1])
+        out = tmp_path / f"run-{expected or 'none'}"
+        train.run(copy.deepcopy(cfg), list(folders), out)
+        assert config.resolve(None, out / "config.toml").loss.cycle_detach == expected
+        assert f"loss.cycle_detach=auto: {expected or 'none'}" in capsys.readouterr().err
+    assert config.resolve("cpu").loss.cycle_detach == "auto"
+    with pytest.raises(MunitError, match="auto"):
+        updates.Trainer(cfg, torch.device("cpu"))
