@@ -205,24 +205,24 @@ def _derived(base: str, changes: dict[str, dict[str, Any]]) -> dict[str, dict[st
 
 
 # The recommended CPU setting for real image sets at 64 px: the tiny networks with what won the
-# quality ablation on fluent64 (docs/benchmarks.md). Three times tiny's learning rate: 4e-4 won
-# at 5 minutes (8e-4 lost at 15), and 6e-4 on the later networks at 15 (line -> flat 24.0-24.3 in
-# three runs against 25.0-26.4 for 4e-4, with less colour past the lines). The paper's optional explicit cycle loss: without it, line art's content
-# codes decoded as flat colour lost their outlines and drew blotches (KID 80.8 -> 58.0 at 5
-# minutes). Content codes at half the image size, not a quarter (one downsampling): the decoder
-# keeps the fine lines (58.0 -> 40.3 with the cycle; the same number of channel-pixels per residual
-# block, so no slower). A tenfold longer weight average (EMA 0.999): the translations' KID wanders
-# by several points between checkpoints a few hundred steps apart, and averaging over the last
-# thousand steps smooths that out (41.7 -> 32.8 at 15 minutes). One content encoder for both
-# domains: the line drawings' content codes, decoded as colour, were what fell short of the
-# decoder's own reconstructions; encoded by the same network as the colour images they land nearer
-# (32.8 -> 27.7 and 28.2 at 15 minutes). Random styles from a Gaussian fitted to the training
-# images' encoded styles instead of N(0, I): the style encoder's codes are not standard normal,
-# and styles drawn where real ones lie score better in both directions (line -> flat 28.3 -> 25.9,
-# flat -> line 33.6 -> 27.7), as varied. The cycle reads a translation into a grey domain from a
-# coloured one as a fixed image (`auto`: none between two coloured or two grey domains): with the
-# learning rate of 6e-4, line -> flat 25.0 -> 22.1 and flat -> line 27.6 -> 20.3, more varied.
-# 10,000 steps: about an hour on two cores; or --minutes.
+# quality ablation on fluent64 (docs/benchmarks.md). Three times tiny's learning rate: 4e-4 won at
+# 5 minutes (8e-4 lost at 15), and 6e-4 on the later networks at 15 (line -> flat 24.0-24.3 in
+# three runs against 25.0-26.4 for 4e-4, with less colour past the lines). The paper's optional
+# explicit cycle loss: without it, line art's content codes decoded as flat colour lost their
+# outlines and drew blotches (KID 80.8 -> 58.0 at 5 minutes). Content codes at half the image size,
+# not a quarter (one downsampling): the decoder keeps the fine lines (58.0 -> 40.3 with the cycle;
+# the same number of channel-pixels per residual block, so no slower). A tenfold longer weight
+# average (EMA 0.999): the translations' KID wanders by several points between checkpoints a few
+# hundred steps apart, and averaging over the last thousand steps smooths that out (41.7 -> 32.8 at
+# 15 minutes). One content encoder for both domains: the line drawings' content codes, decoded as
+# colour, were what fell short of the decoder's own reconstructions; encoded by the same network as
+# the colour images they land nearer (32.8 -> 27.7 and 28.2 at 15 minutes). Random styles from a
+# Gaussian fitted to the training images' encoded styles instead of N(0, I): the style encoder's
+# codes are not standard normal, and styles drawn where real ones lie score better in both
+# directions (line -> flat 28.3 -> 25.9, flat -> line 33.6 -> 27.7), as varied. The cycle reads a
+# translation into a grey domain from a coloured one as a fixed image (`auto`: none between two
+# coloured or two grey domains): with the learning rate of 6e-4, line -> flat 25.0 -> 22.1 and flat
+# -> line 27.6 -> 20.3, more varied. 10,000 steps: about an hour on two cores; or --minutes.
 PRESETS["cpu"] = _derived(
     "tiny",
     {

@@ -185,8 +185,10 @@ class VGGPerceptual(nn.Module):
 
 # Below GREY a domain has no colour to speak of (line art and the demo's outlines: 0.00); COLOURED
 # is well clear of it (fluent64's flat designs 0.22-0.24, the two emoji64 sets 0.23 and 0.26, the
-# demo's filled shapes 0.24: data.colourfulness of 64 centre crops spread over each folder).
+# demo's filled shapes 0.24: data.colourfulness of COLOUR_SAMPLE centre crops spread over each
+# folder).
 GREY, COLOURED = 0.02, 0.05
+COLOUR_SAMPLE = 64
 
 
 def auto_cycle_detach(colour_a: float, colour_b: float) -> str:

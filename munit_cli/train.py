@@ -183,9 +183,12 @@ def run(
         cfg.train.precision, cfg.train.channels_last, device
     )
     if cfg.loss.cycle_detach == "auto":
-        colour_a, colour_b = (data.colourfulness(data.preview_batch(s, cfg.data, 64, spread=True)) for s in (source_a, source_b))
+        colour_a, colour_b = (
+            data.colourfulness(data.preview_batch(s, cfg.data, losses.COLOUR_SAMPLE, spread=True)) for s in (source_a, source_b)
+        )
         cfg.loss.cycle_detach = losses.auto_cycle_detach(colour_a, colour_b)
-        err.print(f"loss.cycle_detach=auto: {cfg.loss.cycle_detach or 'none'} ({names[0]} colourfulness {colour_a:.2f}, {names[1]} {colour_b:.2f})")
+        choice = cfg.loss.cycle_detach or "none"
+        err.print(f"loss.cycle_detach=auto: {choice} ({names[0]} colourfulness {colour_a:.2f}, {names[1]} {colour_b:.2f})")
     vgg = losses.VGGPerceptual(cfg.loss.vgg_weights).to(device) if cfg.loss.vgg_w > 0 else None
     samples = Samples(cfg, out, source_a, source_b, device)
     trainer = Trainer(cfg, device, vgg, data.Shard(ctx.rank, ctx.world))
