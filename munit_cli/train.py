@@ -151,6 +151,18 @@ def resolve_config(
     return config.resolve(preset, config_file, overrides)
 
 
+def decide_cycle_detach(cfg: Config, sources: tuple[Any, Any], names: tuple[str, str], announce: bool) -> str:
+    """What `loss.cycle_detach=auto` means for these training images (`losses.auto_cycle_detach`),
+    from the same spread sample of each domain on every rank, so all ranks decide alike."""
+    colour_a, colour_b = (
+        data.colourfulness(data.preview_batch(s, cfg.data, losses.COLOUR_SAMPLE, spread=True)) for s in sources
+    )
+    choice = losses.auto_cycle_detach(colour_a, colour_b)
+    if announce:
+        err.print(f"loss.cycle_detach=auto: {choice or 'none'} ({names[0]} colourfulness {colour_a:.2f}, {names[1]} {colour_b:.2f})")
+    return choice
+
+
 def run(
     cfg: Config,
     data_paths: list[Path],
@@ -183,12 +195,7 @@ def run(
         cfg.train.precision, cfg.train.channels_last, device
     )
     if cfg.loss.cycle_detach == "auto":
-        colour_a, colour_b = (
-            data.colourfulness(data.preview_batch(s, cfg.data, losses.COLOUR_SAMPLE, spread=True)) for s in (source_a, source_b)
-        )
-        cfg.loss.cycle_detach = losses.auto_cycle_detach(colour_a, colour_b)
-        choice = cfg.loss.cycle_detach or "none"
-        err.print(f"loss.cycle_detach=auto: {choice} ({names[0]} colourfulness {colour_a:.2f}, {names[1]} {colour_b:.2f})")
+        cfg.loss.cycle_detach = decide_cycle_detach(cfg, (source_a, source_b), names, announce=ctx.is_main)
     vgg = losses.VGGPerceptual(cfg.loss.vgg_weights).to(device) if cfg.loss.vgg_w > 0 else None
     samples = Samples(cfg, out, source_a, source_b, device)
     trainer = Trainer(cfg, device, vgg, data.Shard(ctx.rank, ctx.world))
