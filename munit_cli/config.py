@@ -44,6 +44,8 @@ class ModelConfig:
     # where random styles are drawn at inference: "normal" (N(0, I), the paper) or "fitted" (a
     # Gaussian fitted to the encoded styles of the training images, saved with every checkpoint)
     style_prior: str = "normal"
+    # the decoder's x2 upsampling before each 5x5 conv: "nearest" (the paper) or "bilinear"
+    upsample: str = "nearest"
 
 
 @dataclass
@@ -59,6 +61,9 @@ class LossConfig:
     # ("ba" for grey line art as A), else none; decided from the training images when a run
     # starts, and its config.toml records the choice
     cycle_detach: str = ""
+    # the content reconstruction reads the translations cycle_detach names as fixed images too (not
+    # in the paper): matching a content code is a way to pass hints as much as restoring an image
+    recon_c_detach: bool = False
     vgg_w: float = 0.0
     vgg_weights: str = ""  # path to a user-supplied VGG-16 safetensors file (needed when vgg_w > 0)
     # Beyond the paper, each off by default (docs/benchmarks.md measures them one at a time):
@@ -66,6 +71,9 @@ class LossConfig:
     r1_w: float = 0.0  # R1 gradient penalty on real images, weight gamma / 2 is applied as r1_w / 2
     diversity_w: float = 0.0  # style diversity: rewards the L1 distance between two random styles' translations
     dis_augment: str = ""  # DiffAugment of every discriminator input: a subset of "colour,translation,cutout"
+    # mean feature matching: each translation batch's average discriminator activations against
+    # the real batch's, at every hidden layer and scale (Salimans et al., 2016)
+    fm_w: float = 0.0
     # contrastive patch loss between each input and its translation (PatchNCE, as in CUT) in the
     # content encoder's features: weight, random locations per map, temperature
     nce_w: float = 0.0
@@ -396,6 +404,7 @@ LIMITS: dict[str, dict[str, tuple[int | float, int | float]]] = {
 }
 GAN_TYPES = ("lsgan", "hinge")
 STYLE_PRIORS = ("normal", "fitted")
+UPSAMPLE_MODES = ("nearest", "bilinear")
 CYCLE_DETACH = ("", "ab", "ba", "both", "auto")
 LR_POLICIES = ("step", "linear", "cosine")
 DIS_AUGMENTATIONS = ("colour", "translation", "cutout")
@@ -448,8 +457,8 @@ def validate(cfg: Config) -> None:
             f"convolution by {m.content_dilation ** (2 * m.n_res - 1)} (at most {MAX_DILATION})"
         )
     _check_crop(cfg)
-    if m.style_prior not in STYLE_PRIORS:
-        raise UsageError(f"model.style_prior must be one of {', '.join(STYLE_PRIORS)}, got {m.style_prior!r}")
+    _one_of("model.style_prior", m.style_prior, STYLE_PRIORS)
+    _one_of("model.upsample", m.upsample, UPSAMPLE_MODES)
     if cfg.loss.cycle_detach not in CYCLE_DETACH:
         choices = ", ".join(v for v in CYCLE_DETACH if v)
         raise UsageError(f"loss.cycle_detach must be one of {choices} or empty, got {cfg.loss.cycle_detach!r}")
@@ -465,16 +474,19 @@ def validate(cfg: Config) -> None:
         raise UsageError(f"optim.beta1 and optim.beta2 must be in [0, 1), got {o.beta1} and {o.beta2}")
     if not 0 < o.lr_gamma <= 1:
         raise UsageError(f"optim.lr_gamma must be in (0, 1] (the factor of each learning-rate step), got {o.lr_gamma}")
-    if o.lr_policy not in LR_POLICIES:
-        raise UsageError(f"optim.lr_policy must be one of {', '.join(LR_POLICIES)}, got {o.lr_policy!r}")
-    if cfg.loss.gan_type not in GAN_TYPES:
-        raise UsageError(f"loss.gan_type must be one of {', '.join(GAN_TYPES)}, got {cfg.loss.gan_type!r}")
+    _one_of("optim.lr_policy", o.lr_policy, LR_POLICIES)
+    _one_of("loss.gan_type", cfg.loss.gan_type, GAN_TYPES)
     dis_augment_policy(cfg.loss.dis_augment)
     if cfg.loss.vgg_w > 0 and not cfg.loss.vgg_weights:
         raise UsageError(
             "loss.vgg_w > 0 needs a VGG-16 weights file (loss.vgg_weights)",
             hint="nothing is downloaded: convert torchvision's vgg16 ImageNet weights to safetensors and pass its path",
         )
+
+
+def _one_of(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UsageError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
 
 
 def dis_augment_policy(text: str) -> tuple[str, ...]:

@@ -46,6 +46,16 @@ def r1_penalty(real_outputs: list[torch.Tensor], real: torch.Tensor) -> torch.Te
     return grad.float().square().flatten(1).sum(1).mean()
 
 
+def feature_matching(fake: list[torch.Tensor], real: list[torch.Tensor]) -> torch.Tensor:
+    """Mean feature matching (Salimans et al., 2016): the L1 distance between the translations'
+    and the real images' average discriminator activations, per layer (over batch and positions),
+    averaged over layers. Unpaired: it asks the batch of translations to look like the real batch
+    on average to the discriminator, not any one translation like any one image."""
+    dims = (0, 2, 3)
+    per_layer = [(f.float().mean(dims) - r.detach().float().mean(dims)).abs().mean() for f, r in zip(fake, real)]
+    return torch.stack(per_layer).mean()
+
+
 def patch_nce(
     source: list[torch.Tensor], output: list[torch.Tensor], num_patches: int, tau: float, g: torch.Generator
 ) -> torch.Tensor:
@@ -127,6 +137,8 @@ TERM_WEIGHTS = {
     "vgg_b": "vgg_w",
     "nce_a": "nce_w",
     "nce_b": "nce_w",
+    "fm_a": "fm_w",
+    "fm_b": "fm_w",
 }
 
 

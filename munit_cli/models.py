@@ -246,7 +246,8 @@ class MLP(nn.Module):
 
 
 class Decoder(nn.Module):
-    """AdaIN residual blocks, then upsampling (nearest x2, 5x5 conv, LayerNorm, ReLU), 7x7 conv, tanh."""
+    """AdaIN residual blocks, then upsampling (x2 nearest or bilinear, 5x5 conv, LayerNorm, ReLU),
+    7x7 conv, tanh."""
 
     def __init__(self, cfg: ModelConfig, in_channels: int):
         super().__init__()
@@ -254,7 +255,7 @@ class Decoder(nn.Module):
         self.res_blocks = nn.ModuleList([AdaINResBlock(ch) for _ in range(cfg.n_res)])
         up: list[nn.Module] = []
         for _ in range(cfg.n_downsample):
-            up += [nn.Upsample(scale_factor=2, mode="nearest"), conv_block(ch, ch // 2, 5, 1, 2, "ln", "relu")]
+            up += [nn.Upsample(scale_factor=2, mode=cfg.upsample), conv_block(ch, ch // 2, 5, 1, 2, "ln", "relu")]
             ch //= 2
         up.append(conv_block(ch, cfg.input_dim, 7, 1, 3, "none", "tanh"))
         self.upsample = nn.Sequential(*up)
@@ -316,14 +317,23 @@ class Discriminator(nn.Module):
         layers.append(nn.Conv2d(ch, 1, 1))
         return nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outputs = []
+    def forward(self, x: torch.Tensor, features: bool = False):
+        """The patch maps, one per scale; with `features`, also every hidden layer's activations
+        (each scale's, finest first), for the feature-matching loss: (maps, activations)."""
+        outputs, hidden = [], []
         for i, net in enumerate(self.scales):
             if i:
                 # kernel 3 whatever the channel count (a known defect elsewhere ties it to channels)
                 x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
-            outputs.append(net(x))
-        return outputs
+            if not features:
+                outputs.append(net(x))
+                continue
+            y = x
+            for layer in net[:-1]:
+                y = layer(y)
+                hidden.append(y)
+            outputs.append(net[-1](y))
+        return (outputs, hidden) if features else outputs
 
 
 class MUNIT(nn.Module):
@@ -352,6 +362,7 @@ class MUNIT(nn.Module):
         cycle_detach: str = "",
         second_styles: tuple[torch.Tensor, torch.Tensor] | None = None,
         features: bool = False,
+        content_detach: bool = False,
     ) -> dict[str, torch.Tensor]:
         """`second_styles` (s_a2, s_b2): also translate each content with a second random style,
         for the style-diversity term (x_ba2, x_ab2). `features`: also return the content encoders'
@@ -359,7 +370,9 @@ class MUNIT(nn.Module):
         the contrastive patch loss. `cycle_detach` ("ab", "ba" or "both"): the cycle re-encodes
         those translations as fixed images, so its gradient trains the encoder and decoder that
         read them but not the decoder that drew them (which then cannot pass the cycle hidden
-        hints in its translations)."""
+        hints in its translations). `content_detach`: the content reconstruction (and the patch
+        features) of those translations read them as fixed images too, and the cycle reuses
+        that code: a content code to match is a hint as much as an image to restore is."""
         encoded = {}
 
         def content(gen: Generator, name: str, x: torch.Tensor) -> torch.Tensor:
@@ -380,14 +393,17 @@ class MUNIT(nn.Module):
             "x_ba": self.gen_a.decode(c_b, s_a),
             "x_ab": self.gen_b.decode(c_a, s_b),
         }
-        out["c_b_recon"], out["s_a_recon"] = content(self.gen_a, "feat_ba", out["x_ba"]), self.gen_a.style_encoder(out["x_ba"])
-        out["c_a_recon"], out["s_b_recon"] = content(self.gen_b, "feat_ab", out["x_ab"]), self.gen_b.style_encoder(out["x_ab"])
+        fixed_ab, fixed_ba = cycle_detach in ("ab", "both"), cycle_detach in ("ba", "both")
+        x_ab_read = out["x_ab"].detach() if content_detach and fixed_ab else out["x_ab"]
+        x_ba_read = out["x_ba"].detach() if content_detach and fixed_ba else out["x_ba"]
+        out["c_b_recon"], out["s_a_recon"] = content(self.gen_a, "feat_ba", x_ba_read), self.gen_a.style_encoder(out["x_ba"])
+        out["c_a_recon"], out["s_b_recon"] = content(self.gen_b, "feat_ab", x_ab_read), self.gen_b.style_encoder(out["x_ab"])
         out.update(encoded)
         if cycle:
             c_ab, c_ba = out["c_a_recon"], out["c_b_recon"]
-            if cycle_detach in ("ab", "both"):
+            if fixed_ab and not content_detach:
                 c_ab = self.gen_b.content_encoder(out["x_ab"].detach())
-            if cycle_detach in ("ba", "both"):
+            if fixed_ba and not content_detach:
                 c_ba = self.gen_a.content_encoder(out["x_ba"].detach())
             out["x_aba"] = self.gen_a.decode(c_ab, s_a_prime)
             out["x_bab"] = self.gen_b.decode(c_ba, s_b_prime)

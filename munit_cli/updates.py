@@ -139,14 +139,26 @@ def gen_update(
     out, dis_a, dis_b, frozen_dis, opt_gen, x_a, x_b, cfg: Config, vgg, augment, autocast, nce: torch.Generator | None = None
 ) -> dict[str, torch.Tensor]:
     """Both generators in one objective: adversarial + image, content, style (+ cycle, perceptual,
-    contrastive patches, whose random locations `nce` draws). `out` is the generators' forward
-    pass; the discriminators are read but not trained here."""
-    gan_type = cfg.loss.gan_type
+    feature matching, contrastive patches, whose random locations `nce` draws). `out` is the
+    generators' forward pass; the discriminators are read but not trained here."""
+    gan_type, matching = cfg.loss.gan_type, cfg.loss.fm_w > 0
+    fm = {}
+
+    def adversarial(dis, fake: torch.Tensor, real: torch.Tensor, name: str) -> torch.Tensor:
+        if not matching:
+            return losses.gen_adv_loss(dis(augment(fake)), gan_type)
+        maps, fake_hidden = dis(augment(fake), features=True)
+        with torch.no_grad():
+            real_hidden = dis(augment(real), features=True)[1]
+        fm[name] = losses.feature_matching(fake_hidden, real_hidden)
+        return losses.gen_adv_loss(maps, gan_type)
+
     with autocast():
         with frozen(frozen_dis):
-            adv_a = losses.gen_adv_loss(dis_a(augment(out["x_ba"])), gan_type)
-            adv_b = losses.gen_adv_loss(dis_b(augment(out["x_ab"])), gan_type)
+            adv_a = adversarial(dis_a, out["x_ba"], x_a, "fm_a")
+            adv_b = adversarial(dis_b, out["x_ab"], x_b, "fm_b")
         terms = losses.generator_terms(out, x_a, x_b, adv_a, adv_b, vgg)
+        terms.update(fm)
         if nce is not None:
             terms.update(losses.nce_terms(out, cfg.loss, nce))
         total = losses.total_generator_loss(terms, cfg.loss)
@@ -232,7 +244,7 @@ class Trainer:
             with ac():
                 return self.gen_step(
                     x_a, x_b, s_a, s_b, cycle=cycle, cycle_detach=cfg.loss.cycle_detach,
-                    second_styles=second, features=nce is not None,
+                    second_styles=second, features=nce is not None, content_detach=cfg.loss.recon_c_detach,
                 )
 
         s_a, s_b = styles()

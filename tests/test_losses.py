@@ -54,6 +54,7 @@ def _hand_terms():
     names = [
         "adv_a", "adv_b", "recon_x_a", "recon_x_b", "recon_s_a", "recon_s_b",
         "recon_c_a", "recon_c_b", "cyc_x_a", "cyc_x_b", "vgg_a", "vgg_b", "div_a", "div_b", "nce_a", "nce_b",
+        "fm_a", "fm_b",
     ]  # fmt: skip
     return {name: torch.tensor(float(i + 1)) for i, name in enumerate(names)}
 
@@ -61,7 +62,8 @@ def _hand_terms():
 def test_total_generator_loss_weighting():
     t = _hand_terms()
     w = LossConfig(
-        gan_w=1.5, recon_x_w=10.0, recon_c_w=2.0, recon_s_w=3.0, recon_x_cyc_w=7.0, vgg_w=0.5, diversity_w=0.25, nce_w=0.1
+        gan_w=1.5, recon_x_w=10.0, recon_c_w=2.0, recon_s_w=3.0, recon_x_cyc_w=7.0, vgg_w=0.5, diversity_w=0.25, nce_w=0.1,
+        fm_w=4.0,
     )
     want = (
         1.5 * (1 + 2)  # adversarial
@@ -72,6 +74,7 @@ def test_total_generator_loss_weighting():
         + 0.5 * (11 + 12)  # perceptual
         + 0.25 * (13 + 14)  # style diversity (the terms themselves carry its sign)
         + 0.1 * (15 + 16)  # contrastive patches
+        + 4.0 * (17 + 18)  # feature matching
     )
     assert losses.total_generator_loss(t, w).item() == pytest.approx(want)
 
@@ -394,6 +397,47 @@ def test_a_training_step_with_patch_nce_logs_its_terms_and_changes_the_update(ti
     assert not torch.equal(params[0.0], params[1.0])
 
 
+def test_the_discriminator_returns_every_hidden_layer_and_the_same_maps_when_asked(tiny_cfg):
+    cfg = tiny_cfg().model
+    torch.manual_seed(0)
+    dis = models.Discriminator(cfg)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    maps, hidden = dis(x, features=True)
+    assert len(hidden) == cfg.dis_num_scales * cfg.dis_n_layer
+    assert hidden[0].shape == (2, cfg.dis_dim, 16, 16)  # the finest scale's first layer
+    assert hidden[cfg.dis_n_layer].shape == (2, cfg.dis_dim, 8, 8)  # the next scale's first
+    for got, plain in zip(maps, dis(x)):
+        torch.testing.assert_close(got, plain)
+    torch.testing.assert_close(maps[0], dis.scales[0][-1](hidden[cfg.dis_n_layer - 1]))
+
+
+def test_feature_matching_compares_average_activations_and_only_trains_the_translation():
+    real = [torch.tensor([[[[1.0, 3.0]]], [[[5.0, 7.0]]]]), torch.zeros(2, 2, 1, 1)]  # means 4 and 0
+    fake = [torch.full((2, 1, 1, 2), 2.0, requires_grad=True), torch.ones(2, 2, 1, 1, requires_grad=True)]
+    loss = losses.feature_matching(fake, real)
+    assert float(loss) == pytest.approx((abs(2.0 - 4.0) + 1.0) / 2)
+    loss.backward()
+    assert float(fake[0].grad.sum()) < 0  # raising the fake activations toward the real mean lowers it
+    # the same images in another order match exactly: only the batch's average counts
+    assert float(losses.feature_matching([real[0].flip(0)], [real[0]])) == 0.0
+
+
+def test_a_training_step_with_feature_matching_logs_its_terms_and_changes_the_update(tiny_cfg):
+    x_a, x_b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    params, terms = {}, {}
+    for w in (0.0, 10.0):
+        trainer = updates.Trainer(tiny_cfg(loss={"fm_w": w}, train={"batch_size": 2}), torch.device("cpu"))
+        terms[w] = trainer.step(x_a, x_b, 0)
+        params[w] = torch.cat([p.detach().flatten() for p in trainer.gen.parameters()])
+    assert "fm_a" not in terms[0.0] and float(terms[10.0]["fm_a"]) > 0 and float(terms[10.0]["fm_b"]) > 0
+    # the same first update otherwise (same seed), so the total differs by exactly the new term
+    extra = float(terms[10.0]["gen_total"] - terms[0.0]["gen_total"])
+    assert extra == pytest.approx(10.0 * float(terms[10.0]["fm_a"] + terms[10.0]["fm_b"]), rel=1e-4)
+    assert not torch.equal(params[0.0], params[10.0])
+    with pytest.raises(MunitError, match="fm_w"):
+        tiny_cfg(loss={"fm_w": -1.0})
+
+
 def test_a_detached_cycle_trains_the_reading_networks_but_not_the_translating_decoder(tiny_cfg):
     torch.manual_seed(0)
     gen, _ = models.build(tiny_cfg(model={"shared_content_encoder": True}).model)
@@ -419,16 +463,44 @@ def test_a_detached_cycle_trains_the_reading_networks_but_not_the_translating_de
     torch.testing.assert_close(out_a["x_aba"], out_d["x_aba"])
 
 
+def test_a_detached_content_reconstruction_keeps_its_gradient_from_the_decoder_that_drew(tiny_cfg):
+    torch.manual_seed(0)
+    gen, _ = models.build(tiny_cfg(model={"shared_content_encoder": True}).model)
+    x_a, x_b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    s_a, s_b = torch.randn(2, gen.gen_a.style_dim), torch.randn(2, gen.gen_a.style_dim)
+
+    def content_grads(content_detach: bool) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+        gen.zero_grad(set_to_none=True)
+        out = gen(x_a, x_b, s_a, s_b, cycle=True, cycle_detach="ba", content_detach=content_detach)
+        losses.recon_loss(out["c_b_recon"], out["c_b"]).backward()  # x_b -> x_ba (gen_a draws) -> its code
+        grads = {
+            name: sum(float(p.grad.abs().sum()) for p in net.parameters() if p.grad is not None)
+            for name, net in (("drew", gen.gen_a.decoder), ("encodes", gen.gen_a.content_encoder))
+        }
+        return grads, {k: out[k].detach() for k in ("c_b_recon", "c_a_recon", "x_bab", "x_aba")}
+
+    (attached, out_a), (detached, out_d) = content_grads(False), content_grads(True)
+    assert attached["drew"] > 0 and detached["drew"] == 0 and detached["encodes"] > 0
+    for key in out_a:  # the same values either way: only where the gradient goes differs
+        torch.testing.assert_close(out_a[key], out_d[key])
+    # the a -> b translation, which cycle_detach "ba" leaves attached, keeps its gradient
+    gen.zero_grad(set_to_none=True)
+    out = gen(x_a, x_b, s_a, s_b, cycle=True, cycle_detach="ba", content_detach=True)
+    losses.recon_loss(out["c_a_recon"], out["c_a"]).backward()
+    assert sum(float(p.grad.abs().sum()) for p in gen.gen_b.decoder.parameters() if p.grad is not None) > 0
+
+
 def test_a_training_step_with_a_detached_cycle_changes_the_update_and_a_bad_value_is_refused(tiny_cfg):
     x_a, x_b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
     params = {}
-    for detach in ("", "ba"):
-        cfg = tiny_cfg(loss={"recon_x_cyc_w": 10.0, "cycle_detach": detach}, train={"batch_size": 2})
-        trainer = updates.Trainer(cfg, torch.device("cpu"))
+    for detach, content in (("", False), ("ba", False), ("ba", True)):
+        loss = {"recon_x_cyc_w": 10.0, "cycle_detach": detach, "recon_c_detach": content}
+        trainer = updates.Trainer(tiny_cfg(loss=loss, train={"batch_size": 2}), torch.device("cpu"))
         terms = trainer.step(x_a, x_b, 0)
         assert {"cyc_x_a", "cyc_x_b"} <= set(terms)
-        params[detach] = torch.cat([p.detach().flatten() for p in trainer.gen.parameters()])
-    assert not torch.equal(params[""], params["ba"])
+        params[detach, content] = torch.cat([p.detach().flatten() for p in trainer.gen.parameters()])
+    assert not torch.equal(params["", False], params["ba", False])
+    assert not torch.equal(params["ba", False], params["ba", True])
     with pytest.raises(MunitError, match="loss.cycle_detach"):
         tiny_cfg(loss={"cycle_detach": "a"})
 

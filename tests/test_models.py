@@ -10,6 +10,7 @@ from torch import nn
 
 from munit_cli import config, losses, models
 from munit_cli.config import Config, ModelConfig
+from munit_cli.errors import UsageError
 
 
 def small(**kw) -> ModelConfig:
@@ -492,3 +493,18 @@ def test_content_dilation_widens_what_a_code_location_sees_without_new_weights(m
     # 28 pixels away: beyond the recipe's reach (about 13 px at 64 px), within the dilated one's (about 35)
     assert not seen[1]["reaches corner"] and seen[2]["reaches corner"]
     assert models.min_size(config.resolve("cpu", overrides={"model": {"content_dilation": 2}}).model) == 18
+
+
+def test_bilinear_upsampling_interpolates_where_nearest_repeats_with_the_same_weights():
+    torch.manual_seed(0)
+    nearest = models.Decoder(small(), 32)
+    bilinear = models.Decoder(small(upsample="bilinear"), 32)
+    bilinear.load_state_dict(nearest.state_dict())  # the mode adds no weight
+    ramp = torch.tensor([0.0, 1.0, 2.0, 3.0]).expand(1, 1, 4, 4)
+    assert nearest.upsample[0](ramp)[0, 0, 0].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert bilinear.upsample[0](ramp)[0, 0, 0].tolist() == [0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3]
+    c, p = torch.randn(1, 32, 8, 8), torch.randn(1, nearest.num_adain_params)
+    y_n, y_b = nearest(c, p), bilinear(c, p)
+    assert y_n.shape == y_b.shape == (1, 3, 32, 32) and not torch.allclose(y_n, y_b, atol=1e-3)
+    with pytest.raises(UsageError, match="model.upsample"):
+        config.resolve("cpu", overrides={"model": {"upsample": "bicubic"}})
