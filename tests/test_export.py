@@ -25,9 +25,9 @@ FINGERPRINT = "0123456789abcdef"
 INSTALL = "pip install 'munit-cli[export]'"
 
 
-def tiny_model(seed: int = 0, shared_content_encoder: bool = False):
+def tiny_model(seed: int = 0, shared_content_encoder: bool = False, **model_keys):
     torch.manual_seed(seed)
-    model = {"dim": 8, "mlp_dim": 16, "n_res": 1, "shared_content_encoder": shared_content_encoder}
+    model = {"dim": 8, "mlp_dim": 16, "n_res": 1, "shared_content_encoder": shared_content_encoder, **model_keys}
     cfg = config.resolve("tiny", overrides={"model": model})
     gen, _ = models.build(cfg.model)
     return gen, cfg
@@ -263,6 +263,23 @@ def test_onnx_matches_pytorch(onnx_export, reference, batch, height, width):
         diffs[domain] = np.abs(session.run(None, {"image": x.numpy()})[0] - want).max()
     print(f"batch {batch}, {height}x{width}: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
     assert max(diffs.values()) <= 1e-4
+
+
+def test_onnx_of_a_bilinear_decoder_matches_pytorch(tmp_path):
+    for name in ("onnx", "onnxscript", "onnxruntime"):
+        pytest.importorskip(name)
+    gen, cfg = tiny_model(upsample="bilinear")
+    path = tmp_path / "gen.safetensors"
+    checkpoint.save_generator(path, gen, cfg, NAMES, 42, FINGERPRINT)
+    loaded = checkpoint.load_generator(path)
+    graph = export.graphs(loaded)["translate_a2b.onnx"]  # the graph the decoder is in
+    proto = export.export_graph(graph, export.sample_inputs(cfg.model, graph, (2, 32, 48)), models.min_size(cfg.model))
+    # checked at another batch and size than it was traced at: the interpolation is not fixed to one
+    args = export.sample_inputs(cfg.model, graph, (1, 40, 56))
+    assert export.compare("translate_a2b.onnx", graph, proto.SerializeToString(), args) <= 1e-4
+    want = translate_torch(loaded.model, *args)
+    loaded.model.gen_b.decoder.upsample[0].mode = "nearest"  # the same weights, repeating pixels
+    assert (translate_torch(loaded.model, *args) - want).abs().max() > 1e-3
 
 
 def run_example(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
