@@ -68,6 +68,10 @@ class LossConfig:
     vgg_weights: str = ""  # path to a user-supplied VGG-16 safetensors file (needed when vgg_w > 0)
     # Beyond the paper, each off by default (docs/benchmarks.md measures them one at a time):
     gan_type: str = "lsgan"  # lsgan (the paper) or hinge
+    # factors on gan_w for one domain's adversarial terms (its generator term and its
+    # discriminator's loss): a pair such as line art and colour need not want the same strength
+    gan_scale_a: float = 1.0
+    gan_scale_b: float = 1.0
     r1_w: float = 0.0  # R1 gradient penalty on real images, weight gamma / 2 is applied as r1_w / 2
     diversity_w: float = 0.0  # style diversity: rewards the L1 distance between two random styles' translations
     dis_augment: str = ""  # DiffAugment of every discriminator input: a subset of "colour,translation,cutout"
@@ -400,7 +404,7 @@ LIMITS: dict[str, dict[str, tuple[int | float, int | float]]] = {
         "ema_start": (0, 10**9),
     },
     "optim": {"lr": (0.0, 1.0), "lr_dis": (0.0, 1.0), "weight_decay": (0.0, 1.0), "lr_step": (1, 10**9), "warmup": (0, 10**9)},
-    "loss": {"r1_w": (0.0, 1e6), "nce_patches": (1, 65536), "nce_tau": (1e-3, 10.0)},
+    "loss": {"r1_w": (0.0, 1e6), "gan_scale_a": (0.0, 1e3), "gan_scale_b": (0.0, 1e3), "nce_patches": (1, 65536), "nce_tau": (1e-3, 10.0)},
 }
 GAN_TYPES = ("lsgan", "hinge")
 STYLE_PRIORS = ("normal", "fitted")

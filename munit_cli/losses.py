@@ -142,8 +142,17 @@ TERM_WEIGHTS = {
 }
 
 
+# Per-domain factors on top of a term's weight (not in the paper; 1 by default).
+TERM_SCALES = {"adv_a": "gan_scale_a", "adv_b": "gan_scale_b"}
+
+
+def term_weight(name: str, w: LossConfig) -> float:
+    scale = getattr(w, TERM_SCALES[name]) if name in TERM_SCALES else 1.0
+    return getattr(w, TERM_WEIGHTS[name]) * scale
+
+
 def total_generator_loss(terms: dict[str, torch.Tensor], w: LossConfig) -> torch.Tensor:
-    return sum(getattr(w, TERM_WEIGHTS[name]) * value for name, value in terms.items())
+    return sum(term_weight(name, w) * value for name, value in terms.items())
 
 
 class VGGPerceptual(nn.Module):

@@ -115,7 +115,8 @@ def translate_for_dis(gen, x_a, x_b, s_a, s_b, autocast) -> tuple[torch.Tensor, 
 
 def dis_update(dis, opt_dis, x_a, x_b, x_ba, x_ab, cfg: Config, augment, autocast) -> torch.Tensor:
     """Discriminators score real images against (detached) translations. Their loss is weighted
-    by gan_w as in the authors' trainer: with weight decay, Adam is not fully scale-invariant.
+    by gan_w as in the authors' trainer (with weight decay, Adam is not fully scale-invariant), and
+    each domain's by its loss.gan_scale_a or _b.
     `augment` is applied to every image they see (the identity unless loss.dis_augment is set)."""
     w = cfg.loss
     opt_dis.zero_grad(set_to_none=True)
@@ -125,7 +126,8 @@ def dis_update(dis, opt_dis, x_a, x_b, x_ba, x_ab, cfg: Config, augment, autocas
     with autocast():
         out = dis(real_a, augment(x_ba.detach()), real_b, augment(x_ab.detach()))
         loss = w.gan_w * (
-            losses.dis_loss(out["real_a"], out["fake_a"], w.gan_type) + losses.dis_loss(out["real_b"], out["fake_b"], w.gan_type)
+            w.gan_scale_a * losses.dis_loss(out["real_a"], out["fake_a"], w.gan_type)
+            + w.gan_scale_b * losses.dis_loss(out["real_b"], out["fake_b"], w.gan_type)
         )
     if w.r1_w > 0:
         r1 = losses.r1_penalty(out["real_a"], real_a) + losses.r1_penalty(out["real_b"], real_b)

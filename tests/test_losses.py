@@ -4,6 +4,7 @@ objective, the training updates' terms, the VGG perceptual loss's weights handli
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shutil
 import time
@@ -77,6 +78,9 @@ def test_total_generator_loss_weighting():
         + 4.0 * (17 + 18)  # feature matching
     )
     assert losses.total_generator_loss(t, w).item() == pytest.approx(want)
+    # a domain's factor multiplies its adversarial term only
+    scaled = dataclasses.replace(w, gan_scale_a=3.0, gan_scale_b=0.5)
+    assert losses.total_generator_loss(t, scaled).item() == pytest.approx(want - 1.5 * 3 + 1.5 * (3 * 1 + 0.5 * 2))
 
 
 def test_every_term_has_a_weight_key_of_the_config():
@@ -209,6 +213,36 @@ def test_discriminator_loss_is_weighted_by_gan_w(tiny_cfg):
     assert values[1.0].item() == pytest.approx(unweighted.item(), rel=1e-6)
     for g1, g2 in zip(grads[1.0], grads[2.5]):
         torch.testing.assert_close(g2, 2.5 * g1, rtol=1e-5, atol=1e-8)
+
+
+def test_discriminator_loss_is_scaled_per_domain(tiny_cfg):
+    """loss.gan_scale_a and _b weigh each domain's discriminator loss, and only that one's gradients."""
+    import contextlib
+    import copy
+
+    cfg, gen, dis, x_a, x_b, s_a, s_b = _setup(tiny_cfg)
+    with torch.no_grad():
+        x_ba = gen.gen_a.decode(gen.gen_b.content_encoder(x_b), s_a)
+        x_ab = gen.gen_b.decode(gen.gen_a.content_encoder(x_a), s_b)
+        scores = dis(x_a, x_ba, x_b, x_ab)
+        loss_a = losses.dis_loss(scores["real_a"], scores["fake_a"]).item()
+        loss_b = losses.dis_loss(scores["real_b"], scores["fake_b"]).item()
+    grads, values = {}, {}
+    for scales in ((1.0, 1.0), (3.0, 0.5)):
+        d = copy.deepcopy(dis)
+        opt = updates.make_optimizer(d.parameters(), cfg)
+        weighted = tiny_cfg(loss={"gan_w": 2.0, "gan_scale_a": scales[0], "gan_scale_b": scales[1]})
+        values[scales] = updates.dis_update(d, opt, x_a, x_b, x_ba, x_ab, weighted, lambda x: x, contextlib.nullcontext)
+        grads[scales] = {name: [p.grad.clone() for p in getattr(d, name).parameters()] for name in ("dis_a", "dis_b")}
+    assert values[(3.0, 0.5)].item() == pytest.approx(2.0 * (3.0 * loss_a + 0.5 * loss_b), rel=1e-5)
+    for name, factor in (("dis_a", 3.0), ("dis_b", 0.5)):
+        for g1, g2 in zip(grads[(1.0, 1.0)][name], grads[(3.0, 0.5)][name]):
+            torch.testing.assert_close(g2, factor * g1, rtol=1e-5, atol=1e-8)
+
+
+def test_gan_scales_are_range_checked(tiny_cfg):
+    with pytest.raises(MunitError, match="gan_scale_b"):
+        tiny_cfg(loss={"gan_scale_b": -1.0})
 
 
 # ---------------------------------------------------------------------------------------------
