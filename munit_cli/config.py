@@ -68,10 +68,16 @@ class LossConfig:
     vgg_weights: str = ""  # path to a user-supplied VGG-16 safetensors file (needed when vgg_w > 0)
     # Beyond the paper, each off by default (docs/benchmarks.md measures them one at a time):
     gan_type: str = "lsgan"  # lsgan (the paper) or hinge
-    # factors on gan_w for one domain's adversarial terms (its generator term and its
-    # discriminator's loss): a pair such as line art and colour need not want the same strength
+    # Factors on one domain's terms (not in the paper; 1 leaves the weight as it is): a pair such
+    # as line art and colour need not want the same strengths. Each multiplies the generator term
+    # of its name: adv_a (x_ba as dis_a judges it; dis_a's own loss too), recon_x_a (x_a
+    # reconstructed), recon_c_a (c_a recovered from x_ab), and the same for b.
     gan_scale_a: float = 1.0
     gan_scale_b: float = 1.0
+    recon_x_scale_a: float = 1.0
+    recon_x_scale_b: float = 1.0
+    recon_c_scale_a: float = 1.0
+    recon_c_scale_b: float = 1.0
     r1_w: float = 0.0  # R1 gradient penalty on real images, weight gamma / 2 is applied as r1_w / 2
     diversity_w: float = 0.0  # style diversity: rewards the L1 distance between two random styles' translations
     dis_augment: str = ""  # DiffAugment of every discriminator input: a subset of "colour,translation,cutout"
@@ -404,7 +410,7 @@ LIMITS: dict[str, dict[str, tuple[int | float, int | float]]] = {
         "ema_start": (0, 10**9),
     },
     "optim": {"lr": (0.0, 1.0), "lr_dis": (0.0, 1.0), "weight_decay": (0.0, 1.0), "lr_step": (1, 10**9), "warmup": (0, 10**9)},
-    "loss": {"r1_w": (0.0, 1e6), "gan_scale_a": (0.0, 1e3), "gan_scale_b": (0.0, 1e3), "nce_patches": (1, 65536), "nce_tau": (1e-3, 10.0)},
+    "loss": {"r1_w": (0.0, 1e6), "nce_patches": (1, 65536), "nce_tau": (1e-3, 10.0)},
 }
 GAN_TYPES = ("lsgan", "hinge")
 STYLE_PRIORS = ("normal", "fitted")
@@ -442,6 +448,8 @@ def _check_limits(cfg: Config) -> None:
     for name, value in dataclasses.asdict(cfg.loss).items():
         if name.endswith("_w") and not 0 <= value <= 1e6:
             raise UsageError(f"loss.{name} must be a number between 0 and 1e6, got {value}")
+        if "_scale_" in name and not 0 <= value <= 1e3:
+            raise UsageError(f"loss.{name} must be a number between 0 and 1e3, got {value}")
 
 
 def validate(cfg: Config) -> None:

@@ -143,7 +143,14 @@ TERM_WEIGHTS = {
 
 
 # Per-domain factors on top of a term's weight (not in the paper; 1 by default).
-TERM_SCALES = {"adv_a": "gan_scale_a", "adv_b": "gan_scale_b"}
+TERM_SCALES = {
+    "adv_a": "gan_scale_a",
+    "adv_b": "gan_scale_b",
+    "recon_x_a": "recon_x_scale_a",
+    "recon_x_b": "recon_x_scale_b",
+    "recon_c_a": "recon_c_scale_a",
+    "recon_c_b": "recon_c_scale_b",
+}
 
 
 def term_weight(name: str, w: LossConfig) -> float:

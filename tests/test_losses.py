@@ -78,9 +78,14 @@ def test_total_generator_loss_weighting():
         + 4.0 * (17 + 18)  # feature matching
     )
     assert losses.total_generator_loss(t, w).item() == pytest.approx(want)
-    # a domain's factor multiplies its adversarial term only
-    scaled = dataclasses.replace(w, gan_scale_a=3.0, gan_scale_b=0.5)
-    assert losses.total_generator_loss(t, scaled).item() == pytest.approx(want - 1.5 * 3 + 1.5 * (3 * 1 + 0.5 * 2))
+    # a domain's factor multiplies its own term only
+    scaled = dataclasses.replace(
+        w, gan_scale_a=3.0, gan_scale_b=0.5, recon_x_scale_b=2.0, recon_c_scale_a=4.0, recon_c_scale_b=0.0
+    )
+    assert losses.total_generator_loss(t, scaled).item() == pytest.approx(
+        want + 1.5 * ((3 - 1) * 1 + (0.5 - 1) * 2) + 10.0 * (2 - 1) * 4 + 2.0 * ((4 - 1) * 7 + (0 - 1) * 8)
+    )
+    assert losses.total_generator_loss(t, dataclasses.replace(w, recon_x_scale_a=0.5)).item() == pytest.approx(want - 10.0 * 0.5 * 3)
 
 
 def test_every_term_has_a_weight_key_of_the_config():
@@ -240,9 +245,12 @@ def test_discriminator_loss_is_scaled_per_domain(tiny_cfg):
             torch.testing.assert_close(g2, factor * g1, rtol=1e-5, atol=1e-8)
 
 
-def test_gan_scales_are_range_checked(tiny_cfg):
+def test_domain_scales_are_range_checked(tiny_cfg):
     with pytest.raises(MunitError, match="gan_scale_b"):
         tiny_cfg(loss={"gan_scale_b": -1.0})
+    with pytest.raises(MunitError, match="recon_c_scale_a"):
+        tiny_cfg(loss={"recon_c_scale_a": 1e4})
+    assert set(losses.TERM_SCALES.values()) <= set(LossConfig.__dataclass_fields__)
 
 
 # ---------------------------------------------------------------------------------------------
