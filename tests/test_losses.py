@@ -3,6 +3,7 @@ objective, the training updates' terms, the VGG perceptual loss's weights handli
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -195,53 +196,45 @@ def test_discriminator_pair_and_loss_follow_the_reference(tiny_cfg):
     assert got.item() == pytest.approx(d_loss(da, x_a, x_ba) + d_loss(db, x_b, x_ab), rel=1e-5)
 
 
-def test_discriminator_loss_is_weighted_by_gan_w(tiny_cfg):
-    """As in the authors' trainer: D's loss is gan_w times the LSGAN terms (with weight decay Adam
-    is not scale-invariant, so this matters whenever gan_w != 1)."""
-    import contextlib
-    import copy
-
-    cfg, gen, dis, x_a, x_b, s_a, s_b = _setup(tiny_cfg)
-    with torch.no_grad():
-        x_ba = gen.gen_a.decode(gen.gen_b.content_encoder(x_b), s_a)
-        x_ab = gen.gen_b.decode(gen.gen_a.content_encoder(x_a), s_b)
-    grads, values = {}, {}
-    for gan_w in (1.0, 2.5):
-        d = copy.deepcopy(dis)
-        opt = updates.make_optimizer(d.parameters(), cfg)
-        weighted = tiny_cfg(loss={"gan_w": gan_w})
-        values[gan_w] = updates.dis_update(d, opt, x_a, x_b, x_ba, x_ab, weighted, lambda x: x, contextlib.nullcontext)
-        grads[gan_w] = [p.grad.clone() for p in d.parameters()]
-    assert values[2.5].item() == pytest.approx(2.5 * values[1.0].item(), rel=1e-6)
-    scores = dis(x_a, x_ba, x_b, x_ab)
-    unweighted = losses.dis_loss(scores["real_a"], scores["fake_a"]) + losses.dis_loss(scores["real_b"], scores["fake_b"])
-    assert values[1.0].item() == pytest.approx(unweighted.item(), rel=1e-6)
-    for g1, g2 in zip(grads[1.0], grads[2.5]):
-        torch.testing.assert_close(g2, 2.5 * g1, rtol=1e-5, atol=1e-8)
-
-
-def test_discriminator_loss_is_scaled_per_domain(tiny_cfg):
-    """loss.gan_scale_a and _b weigh each domain's discriminator loss, and only that one's gradients."""
-    import contextlib
-    import copy
-
+def _dis_updates(tiny_cfg, settings: list[dict]):
+    """One discriminator update from the same weights and translations per loss setting: the
+    discriminators' scores before it, and each update's loss and its gradients per domain."""
     cfg, gen, dis, x_a, x_b, s_a, s_b = _setup(tiny_cfg)
     with torch.no_grad():
         x_ba = gen.gen_a.decode(gen.gen_b.content_encoder(x_b), s_a)
         x_ab = gen.gen_b.decode(gen.gen_a.content_encoder(x_a), s_b)
         scores = dis(x_a, x_ba, x_b, x_ab)
-        loss_a = losses.dis_loss(scores["real_a"], scores["fake_a"]).item()
-        loss_b = losses.dis_loss(scores["real_b"], scores["fake_b"]).item()
-    grads, values = {}, {}
-    for scales in ((1.0, 1.0), (3.0, 0.5)):
+    runs = []
+    for loss in settings:
         d = copy.deepcopy(dis)
         opt = updates.make_optimizer(d.parameters(), cfg)
-        weighted = tiny_cfg(loss={"gan_w": 2.0, "gan_scale_a": scales[0], "gan_scale_b": scales[1]})
-        values[scales] = updates.dis_update(d, opt, x_a, x_b, x_ba, x_ab, weighted, lambda x: x, contextlib.nullcontext)
-        grads[scales] = {name: [p.grad.clone() for p in getattr(d, name).parameters()] for name in ("dis_a", "dis_b")}
-    assert values[(3.0, 0.5)].item() == pytest.approx(2.0 * (3.0 * loss_a + 0.5 * loss_b), rel=1e-5)
+        value = updates.dis_update(d, opt, x_a, x_b, x_ba, x_ab, tiny_cfg(loss=loss), lambda x: x, contextlib.nullcontext)
+        runs.append((value, {name: [p.grad.clone() for p in getattr(d, name).parameters()] for name in ("dis_a", "dis_b")}))
+    return scores, runs
+
+
+def test_discriminator_loss_is_weighted_by_gan_w(tiny_cfg):
+    """As in the authors' trainer: D's loss is gan_w times the LSGAN terms (with weight decay Adam
+    is not scale-invariant, so this matters whenever gan_w != 1)."""
+    scores, [(value_1, grads_1), (value_25, grads_25)] = _dis_updates(tiny_cfg, [{"gan_w": 1.0}, {"gan_w": 2.5}])
+    assert value_25.item() == pytest.approx(2.5 * value_1.item(), rel=1e-6)
+    unweighted = losses.dis_loss(scores["real_a"], scores["fake_a"]) + losses.dis_loss(scores["real_b"], scores["fake_b"])
+    assert value_1.item() == pytest.approx(unweighted.item(), rel=1e-6)
+    for name in ("dis_a", "dis_b"):
+        for g1, g2 in zip(grads_1[name], grads_25[name]):
+            torch.testing.assert_close(g2, 2.5 * g1, rtol=1e-5, atol=1e-8)
+
+
+def test_discriminator_loss_is_scaled_per_domain(tiny_cfg):
+    """loss.gan_scale_a and _b weigh each domain's discriminator loss, and only that one's gradients."""
+    scores, [(_, plain), (value, scaled)] = _dis_updates(
+        tiny_cfg, [{"gan_w": 2.0}, {"gan_w": 2.0, "gan_scale_a": 3.0, "gan_scale_b": 0.5}]
+    )
+    loss_a = losses.dis_loss(scores["real_a"], scores["fake_a"]).item()
+    loss_b = losses.dis_loss(scores["real_b"], scores["fake_b"]).item()
+    assert value.item() == pytest.approx(2.0 * (3.0 * loss_a + 0.5 * loss_b), rel=1e-5)
     for name, factor in (("dis_a", 3.0), ("dis_b", 0.5)):
-        for g1, g2 in zip(grads[(1.0, 1.0)][name], grads[(3.0, 0.5)][name]):
+        for g1, g2 in zip(plain[name], scaled[name]):
             torch.testing.assert_close(g2, factor * g1, rtol=1e-5, atol=1e-8)
 
 
