@@ -64,6 +64,10 @@ class LossConfig:
     # the content reconstruction reads the translations cycle_detach names as fixed images too (not
     # in the paper): matching a content code is a way to pass hints as much as restoring an image
     recon_c_detach: bool = False
+    # Gaussian noise (std, on the [-1, 1] scale) on each translation where the encoders read it
+    # again, not where the discriminators judge it (not in the paper): a decoder can pass the cycle
+    # hints as faint patterns in its translation (a CycleGAN weakness), and noise drowns them
+    reread_noise: float = 0.0
     vgg_w: float = 0.0
     vgg_weights: str = ""  # path to a user-supplied VGG-16 safetensors file (needed when vgg_w > 0)
     # Beyond the paper, each off by default (docs/benchmarks.md measures them one at a time):
@@ -410,7 +414,7 @@ LIMITS: dict[str, dict[str, tuple[int | float, int | float]]] = {
         "ema_start": (0, 10**9),
     },
     "optim": {"lr": (0.0, 1.0), "lr_dis": (0.0, 1.0), "weight_decay": (0.0, 1.0), "lr_step": (1, 10**9), "warmup": (0, 10**9)},
-    "loss": {"r1_w": (0.0, 1e6), "nce_patches": (1, 65536), "nce_tau": (1e-3, 10.0)},
+    "loss": {"r1_w": (0.0, 1e6), "nce_patches": (1, 65536), "nce_tau": (1e-3, 10.0), "reread_noise": (0.0, 10.0)},
 }
 GAN_TYPES = ("lsgan", "hinge")
 STYLE_PRIORS = ("normal", "fitted")

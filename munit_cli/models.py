@@ -363,6 +363,7 @@ class MUNIT(nn.Module):
         second_styles: tuple[torch.Tensor, torch.Tensor] | None = None,
         features: bool = False,
         content_detach: bool = False,
+        reread_noise: float = 0.0,
     ) -> dict[str, torch.Tensor]:
         """`second_styles` (s_a2, s_b2): also translate each content with a second random style,
         for the style-diversity term (x_ba2, x_ab2). `features`: also return the content encoders'
@@ -372,7 +373,10 @@ class MUNIT(nn.Module):
         read them but not the decoder that drew them (which then cannot pass the cycle hidden
         hints in its translations). `content_detach`: the content reconstruction (and the patch
         features) of those translations read them as fixed images too, and the cycle reuses
-        that code: a content code to match is a hint as much as an image to restore is."""
+        that code: a content code to match is a hint as much as an image to restore is.
+        `reread_noise`: Gaussian noise of this standard deviation on each translation wherever the
+        encoders read it again (content, style, cycle; not where the discriminators judge it), so
+        that faint patterns a decoder hides in its translation carry no hints back."""
         encoded = {}
 
         def content(gen: Generator, name: str, x: torch.Tensor) -> torch.Tensor:
@@ -394,17 +398,18 @@ class MUNIT(nn.Module):
             "x_ab": self.gen_b.decode(c_a, s_b),
         }
         fixed_ab, fixed_ba = cycle_detach in ("ab", "both"), cycle_detach in ("ba", "both")
-        x_ab_read = out["x_ab"].detach() if content_detach and fixed_ab else out["x_ab"]
-        x_ba_read = out["x_ba"].detach() if content_detach and fixed_ba else out["x_ba"]
-        out["c_b_recon"], out["s_a_recon"] = content(self.gen_a, "feat_ba", x_ba_read), self.gen_a.style_encoder(out["x_ba"])
-        out["c_a_recon"], out["s_b_recon"] = content(self.gen_b, "feat_ab", x_ab_read), self.gen_b.style_encoder(out["x_ab"])
+        x_ab_seen, x_ba_seen = (x + reread_noise * torch.randn_like(x) if reread_noise else x for x in (out["x_ab"], out["x_ba"]))
+        x_ab_read = x_ab_seen.detach() if content_detach and fixed_ab else x_ab_seen
+        x_ba_read = x_ba_seen.detach() if content_detach and fixed_ba else x_ba_seen
+        out["c_b_recon"], out["s_a_recon"] = content(self.gen_a, "feat_ba", x_ba_read), self.gen_a.style_encoder(x_ba_seen)
+        out["c_a_recon"], out["s_b_recon"] = content(self.gen_b, "feat_ab", x_ab_read), self.gen_b.style_encoder(x_ab_seen)
         out.update(encoded)
         if cycle:
             c_ab, c_ba = out["c_a_recon"], out["c_b_recon"]
             if fixed_ab and not content_detach:
-                c_ab = self.gen_b.content_encoder(out["x_ab"].detach())
+                c_ab = self.gen_b.content_encoder(x_ab_seen.detach())
             if fixed_ba and not content_detach:
-                c_ba = self.gen_a.content_encoder(out["x_ba"].detach())
+                c_ba = self.gen_a.content_encoder(x_ba_seen.detach())
             out["x_aba"] = self.gen_a.decode(c_ab, s_a_prime)
             out["x_bab"] = self.gen_b.decode(c_ba, s_b_prime)
         if second_styles is not None:

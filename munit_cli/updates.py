@@ -247,6 +247,7 @@ class Trainer:
                 return self.gen_step(
                     x_a, x_b, s_a, s_b, cycle=cycle, cycle_detach=cfg.loss.cycle_detach,
                     second_styles=second, features=nce is not None, content_detach=cfg.loss.recon_c_detach,
+                    reread_noise=cfg.loss.reread_noise,
                 )
 
         s_a, s_b = styles()

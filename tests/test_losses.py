@@ -525,6 +525,44 @@ def test_a_detached_content_reconstruction_keeps_its_gradient_from_the_decoder_t
     assert sum(float(p.grad.abs().sum()) for p in gen.gen_b.decoder.parameters() if p.grad is not None) > 0
 
 
+def test_reread_noise_reaches_the_encoders_reading_a_translation_again_but_not_the_discriminators(tiny_cfg):
+    torch.manual_seed(0)
+    gen, _ = models.build(tiny_cfg(model={"shared_content_encoder": True}).model)
+    x_a, x_b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    s_a, s_b = torch.randn(2, gen.gen_a.style_dim), torch.randn(2, gen.gen_a.style_dim)
+    clean = gen(x_a, x_b, s_a, s_b, cycle=True, cycle_detach="ba")
+    torch.manual_seed(7)
+    out = gen(x_a, x_b, s_a, s_b, cycle=True, cycle_detach="ba", reread_noise=0.5)
+    torch.manual_seed(7)
+    seen_ab = out["x_ab"] + 0.5 * torch.randn_like(out["x_ab"])
+    seen_ba = out["x_ba"] + 0.5 * torch.randn_like(out["x_ba"])
+    # what the discriminators judge (and what translate returns) carries no noise
+    for key in ("x_ab", "x_ba", "x_a_recon", "x_b_recon"):
+        torch.testing.assert_close(out[key], clean[key])
+    enc_a, enc_b = gen.gen_a, gen.gen_b
+    expected = {
+        "c_a_recon": enc_b.content_encoder(seen_ab),
+        "s_b_recon": enc_b.style_encoder(seen_ab),
+        "c_b_recon": enc_a.content_encoder(seen_ba),
+        "s_a_recon": enc_a.style_encoder(seen_ba),
+    }
+    # the detached b -> a -> b cycle re-encodes the same noisy x_ba, the attached one reuses c_a_recon
+    expected["x_bab"] = enc_b.decode(enc_a.content_encoder(seen_ba.detach()), enc_b.style_encoder(x_b))
+    expected["x_aba"] = enc_a.decode(expected["c_a_recon"], enc_a.style_encoder(x_a))
+    for key, value in expected.items():
+        torch.testing.assert_close(out[key], value)
+        assert (out[key] - clean[key]).abs().max() > 1e-3, key  # the noise was there
+    params = {}
+    for noise in (0.0, 0.5):  # and the training step reads the key
+        torch.manual_seed(0)
+        trainer = updates.Trainer(tiny_cfg(loss={"reread_noise": noise}, train={"batch_size": 2}), torch.device("cpu"))
+        trainer.step(x_a, x_b, 0)
+        params[noise] = torch.cat([p.detach().flatten() for p in trainer.gen.parameters()])
+    assert not torch.equal(params[0.0], params[0.5])
+    with pytest.raises(MunitError, match="loss.reread_noise"):
+        tiny_cfg(loss={"reread_noise": -0.1})
+
+
 def test_a_training_step_with_a_detached_cycle_changes_the_update_and_a_bad_value_is_refused(tiny_cfg):
     x_a, x_b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
     params = {}
