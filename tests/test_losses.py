@@ -473,11 +473,17 @@ def test_a_training_step_with_feature_matching_logs_its_terms_and_changes_the_up
         tiny_cfg(loss={"fm_w": -1.0})
 
 
-def test_a_detached_cycle_trains_the_reading_networks_but_not_the_translating_decoder(tiny_cfg):
+def _shared_generator(tiny_cfg):
+    """Generators with one content encoder for both domains, seeded, with inputs and styles."""
     torch.manual_seed(0)
     gen, _ = models.build(tiny_cfg(model={"shared_content_encoder": True}).model)
     x_a, x_b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
     s_a, s_b = torch.randn(2, gen.gen_a.style_dim), torch.randn(2, gen.gen_a.style_dim)
+    return gen, x_a, x_b, s_a, s_b
+
+
+def test_a_detached_cycle_trains_the_reading_networks_but_not_the_translating_decoder(tiny_cfg):
+    gen, x_a, x_b, s_a, s_b = _shared_generator(tiny_cfg)
 
     def cycle_grads(detach: str) -> dict[str, float]:
         gen.zero_grad(set_to_none=True)
@@ -499,10 +505,7 @@ def test_a_detached_cycle_trains_the_reading_networks_but_not_the_translating_de
 
 
 def test_a_detached_content_reconstruction_keeps_its_gradient_from_the_decoder_that_drew(tiny_cfg):
-    torch.manual_seed(0)
-    gen, _ = models.build(tiny_cfg(model={"shared_content_encoder": True}).model)
-    x_a, x_b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
-    s_a, s_b = torch.randn(2, gen.gen_a.style_dim), torch.randn(2, gen.gen_a.style_dim)
+    gen, x_a, x_b, s_a, s_b = _shared_generator(tiny_cfg)
 
     def content_grads(content_detach: bool) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
         gen.zero_grad(set_to_none=True)
@@ -526,10 +529,7 @@ def test_a_detached_content_reconstruction_keeps_its_gradient_from_the_decoder_t
 
 
 def test_reread_noise_reaches_the_encoders_reading_a_translation_again_but_not_the_discriminators(tiny_cfg):
-    torch.manual_seed(0)
-    gen, _ = models.build(tiny_cfg(model={"shared_content_encoder": True}).model)
-    x_a, x_b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
-    s_a, s_b = torch.randn(2, gen.gen_a.style_dim), torch.randn(2, gen.gen_a.style_dim)
+    gen, x_a, x_b, s_a, s_b = _shared_generator(tiny_cfg)
     clean = gen(x_a, x_b, s_a, s_b, cycle=True, cycle_detach="ba")
     torch.manual_seed(7)
     out = gen(x_a, x_b, s_a, s_b, cycle=True, cycle_detach="ba", reread_noise=0.5)
