@@ -66,7 +66,17 @@ def instance_norm(x: torch.Tensor) -> torch.Tensor:
         mean, var = source("in", x)
         y = (x.float() - mean[:, :, None, None]) * torch.rsqrt(var[:, :, None, None] + NORM_EPS)
         return y.to(x.dtype)
-    return F.instance_norm(x, eps=NORM_EPS)
+    return like_layout(F.instance_norm(x, eps=NORM_EPS), x)
+
+
+def like_layout(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """y in x's memory layout. torch's instance-norm kernel returns NCHW whatever its input; in a
+    channels_last network every consumer then converts back, and the decoder's upsampling does so
+    only after it has quadrupled the map (and its gradient). Converting here moves that copy to the
+    smaller map and changes no value."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return y.contiguous(memory_format=torch.channels_last)
+    return y
 
 
 def adain(x: torch.Tensor, beta: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:

@@ -308,3 +308,33 @@ def test_reflection_padding_stays_in_the_activations_dtype_under_autocast():
     assert ours.dtype == torch.bfloat16 and torch.equal(ours.float(), plain)
     blocks = [m for m in models.build(tiny_cfg().model)[0].modules() if isinstance(m, torch.nn.ReflectionPad2d)]
     assert blocks and all(isinstance(m, models.ReflectionPad) for m in blocks)
+
+
+def test_instance_norm_keeps_channels_last_with_the_same_values():
+    x = torch.randn(2, 8, 6, 6)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    beta, gamma = torch.randn(2, 8), torch.rand(2, 8)
+    for norm in (models.instance_norm, lambda t: models.adain(t, beta, gamma)):
+        y, ref = norm(x_cl), norm(x)
+        assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+        assert ref.is_contiguous()  # NCHW in, NCHW out: the reference path unchanged
+        assert torch.equal(y, ref)
+
+
+def test_decoder_upsamples_channels_last_maps_in_a_channels_last_network(nets):
+    """The decoder's x2 upsampling reads the residual blocks' output in the network's layout, so no
+    conversion of the quadrupled map follows it."""
+    gen, _ = nets
+    gen_cl = copy.deepcopy(gen).to(memory_format=torch.channels_last)
+    seen = []
+    ups = [m for m in gen_cl.modules() if isinstance(m, torch.nn.Upsample)]
+    hooks = [m.register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))) for m in ups]
+    x_a, x_b = batch(3)
+    with torch.no_grad():
+        out = gen_cl(x_a.contiguous(memory_format=torch.channels_last), x_b.contiguous(memory_format=torch.channels_last),
+                     torch.randn(2, 8), torch.randn(2, 8))  # fmt: skip
+    for h in hooks:
+        h.remove()
+    assert ups and seen and all(seen)
+    assert out["x_ab"].shape == x_a.shape
+
