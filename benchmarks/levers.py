@@ -9,10 +9,11 @@ Three tables, all from this one process, so their ratios compare like with like:
    operator (convolutions forward and backward, copies and dtype casts, normalisations, padding,
    other element-wise work, the optimizer, the rest);
 2. levers: ms per iteration of the float32 reference, the reference with one lever switched on
-   (bf16 autocast, channels_last, shared translations, fused Adam), the whole fast path, the fast
-   path with the reflection padding that autocast runs in float32 (as before
-   `models.ReflectionPad`), and with --compile the fast path with torch.compile (its first
-   steps, the compile, timed apart). The
+   (bf16 autocast, channels_last, shared translations, fused Adam, the opt-in LayerNorm kernel),
+   the whole fast path, the fast path with the LayerNorm kernel too, the fast path with the
+   reflection padding that autocast runs in float32 (as before `models.ReflectionPad`), the fast
+   path with instance norm's output left in NCHW (as before `models.like_layout`), and with
+   --compile the fast path with torch.compile (its first steps, the compile, timed apart). The
    variants are timed in interleaved rounds and each keeps its fastest round, so a machine whose
    speed drifts during the run slows all of them alike;
 3. off the step: what the step waits for besides the networks: one batch of both domains through
@@ -44,6 +45,7 @@ LEVERS = {
     "channels_last": {"train": {"channels_last": True}},
     "share_translations": {"train": {"share_translations": True}},
     "fused_adam": {"optim": {"fused": True}},
+    "fused_layer_norm": {"train": {"fused_layer_norm": True}},
 }
 # profiler operator names, first match wins
 KINDS = (
@@ -68,6 +70,17 @@ def variant_cfg(arch: str, changes: dict, batch: int, size: int, compile_: bool 
 
 def fast_changes() -> dict:
     return {s: dict(v) for s, v in speed.FAST_FLAGS.items()}
+
+
+@contextlib.contextmanager
+def nchw_instance_norm():
+    """Instance norm handing on torch's NCHW output, as before `models.like_layout`."""
+    own = models.like_layout
+    models.like_layout = lambda y, x: y
+    try:
+        yield
+    finally:
+        models.like_layout = own
 
 
 @contextlib.contextmanager
@@ -119,10 +132,18 @@ def main() -> None:
     x_a = torch.rand(args.batch, 3, args.size, args.size) * 2 - 1
     x_b = torch.rand(args.batch, 3, args.size, args.size) * 2 - 1
 
-    variants = {"reference": {}, **{f"+ {name}": changes for name, changes in LEVERS.items()}, "fast path": fast_changes()}
+    with_kernel_ln = fast_changes()
+    with_kernel_ln["train"]["fused_layer_norm"] = True
+    variants = {
+        "reference": {},
+        **{f"+ {name}": changes for name, changes in LEVERS.items()},
+        "fast path": fast_changes(),
+        "fast path + fused_layer_norm": with_kernel_ln,
+    }
     trainers = {name: updates.Trainer(variant_cfg(args.arch, c, args.batch, args.size), device) for name, c in variants.items()}
-    trainers["fast path, float32 padding"] = updates.Trainer(variant_cfg(args.arch, fast_changes(), args.batch, args.size), device)
-    context = {"fast path, float32 padding": float32_padding}
+    context = {"fast path, float32 padding": float32_padding, "fast path, NCHW instance norm": nchw_instance_norm}
+    for name in context:
+        trainers[name] = updates.Trainer(variant_cfg(args.arch, fast_changes(), args.batch, args.size), device)
     compile_seconds = None
     if args.compile:
         trainer = updates.Trainer(variant_cfg(args.arch, fast_changes(), args.batch, args.size, compile_=True), device)
@@ -157,7 +178,7 @@ def main() -> None:
     print("\n2. levers (fastest of the rounds)")
     ref = best["reference"]
     for name, ms in best.items():
-        print(f"  {name:<22} {ms:8.1f} ms/iter  {ref / ms:5.2f}x")
+        print(f"  {name:<30} {ms:8.1f} ms/iter  {ref / ms:5.2f}x")
     if compile_seconds is not None:
         print(f"  (torch.compile: the first two steps took {compile_seconds:.0f} s)")
     print("\n3. off the step (fast path)")

@@ -30,7 +30,8 @@ from munit_cli import config, models, runtime, updates
 # (losses.auto_cycle_detach): nothing detached, as in the tables recorded before it.
 AUTO_ON_RANDOM_IMAGES = ""
 REFERENCE_FLAGS = {
-    "train": {"precision": "fp32", "channels_last": False, "compile": False, "share_translations": False},
+    "train": {"precision": "fp32", "channels_last": False, "compile": False, "share_translations": False,
+              "fused_layer_norm": False},
     "optim": {"fused": False},
 }
 FAST_FLAGS = {

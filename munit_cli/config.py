@@ -129,6 +129,10 @@ class TrainConfig:
     channels_last: bool = False  # NHWC memory layout (speed option; with auto, only when bf16 is chosen)
     compile: bool = False  # torch.compile the networks (speed option)
     share_translations: bool = False  # one generator forward per iteration feeds both updates (speed option)
+    # the decoder's LayerNorm through torch's group-norm kernel while training on the CPU (speed
+    # option; the same normalisation within 1e-4, see models.kernel_layer_norm; inference keeps the
+    # composite)
+    fused_layer_norm: bool = False
     log_every: int = 100
     sample_every: int = 10_000
     checkpoint_every: int = 10_000

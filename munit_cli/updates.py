@@ -190,6 +190,9 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         # The networks themselves: their weights are what checkpoints, the EMA and samples read.
         self.gen, self.dis = models.build(cfg.model)
+        for m in self.gen.modules():
+            if isinstance(m, models.LayerNorm):
+                m.kernel = cfg.train.fused_layer_norm
         self.dis_augment = config.dis_augment_policy(cfg.loss.dis_augment)
         self.precision, channels_last = runtime.resolve_precision(cfg.train.precision, cfg.train.channels_last, device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format

@@ -23,7 +23,7 @@ def tiny_cfg(**train_flags) -> config.Config:
             "data": {"load_size": 32, "crop_size": 32},
             # the reference path unless a test names an option: the tiny preset itself picks bf16 on CPUs with bf16 units
             "train": {"batch_size": 2, "ema_decay": 0.0, "share_translations": False, "precision": "fp32",
-                      "channels_last": False, **train_flags},  # fmt: skip
+                      "channels_last": False, "fused_layer_norm": False, **train_flags},  # fmt: skip
             "optim": {"fused": False},
         },
     )
@@ -338,3 +338,49 @@ def test_decoder_upsamples_channels_last_maps_in_a_channels_last_network(nets):
     assert ups and seen and all(seen)
     assert out["x_ab"].shape == x_a.shape
 
+
+def layer_norm_and_grads(norm, x, w, b, g):
+    x, w, b = (t.detach().clone().requires_grad_() for t in (x, w, b))
+    y = norm(x, w, b)
+    y.backward(g)
+    return y.detach(), x.grad, w.grad, b.grad
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_kernel_layer_norm_is_the_recipes_layer_norm(memory_format):
+    torch.manual_seed(0)
+    x = (torch.randn(2, 6, 8, 8) * 3 + 1).contiguous(memory_format=memory_format)
+    w, b, g = torch.rand(6), torch.randn(6), torch.randn(2, 6, 8, 8)
+    ours = layer_norm_and_grads(models.kernel_layer_norm, x, w, b, g)
+    ref = layer_norm_and_grads(models.layer_norm, x, w, b, g)
+    for name, a, r in zip(("output", "x grad", "weight grad", "bias grad"), ours, ref):
+        assert rel_err(a, r) < 1e-5, name
+
+
+def test_kernel_layer_norm_in_bf16_channels_last_and_on_flat_maps():
+    torch.manual_seed(1)
+    x = torch.randn(2, 6, 8, 8).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    w, b = torch.rand(6), torch.randn(6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = models.kernel_layer_norm(x, w, b)
+    assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=torch.channels_last)
+    assert rel_err(y, models.layer_norm(x.float(), w, b)) < 1e-2
+    flat = torch.full((2, 6, 8, 8), 1.0, dtype=torch.bfloat16)  # an all-white crop: the bias, finite
+    assert torch.equal(models.kernel_layer_norm(flat, w, b).float(), b[None, :, None, None].expand(2, 6, 8, 8).bfloat16().float())
+
+
+def test_kernel_layer_norm_falls_back_where_its_variance_would_lose_precision():
+    torch.manual_seed(2)
+    x = (torch.randn(2, 16, 32, 32) + 100).contiguous(memory_format=torch.channels_last)  # |mean| / std = 100
+    w, b = torch.rand(16), torch.randn(16)
+    y = models.kernel_layer_norm(x, w, b)
+    assert rel_err(y, models.layer_norm(x, w, b)) < 1e-5
+
+
+def test_fused_layer_norm_switches_the_decoders_norms_while_training():
+    (kernel, curve_k), (plain, curve_p) = run_steps(tiny_cfg(fused_layer_norm=True), 3), run_steps(tiny_cfg(), 3)
+    for trainer, on in ((kernel, True), (plain, False)):
+        norms = [m for m in trainer.gen.modules() if isinstance(m, models.LayerNorm)]
+        assert norms and all(m.kernel is on for m in norms)
+    assert curve_k != curve_p  # a different kernel ran
+    assert curve_k == pytest.approx(curve_p, rel=1e-4)  # and computed the same normalisation
