@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -72,26 +73,14 @@ def fast_changes() -> dict:
     return {s: dict(v) for s, v in speed.FAST_FLAGS.items()}
 
 
-@contextlib.contextmanager
 def nchw_instance_norm():
     """Instance norm handing on torch's NCHW output, as before `models.like_layout`."""
-    own = models.like_layout
-    models.like_layout = lambda y, x: y
-    try:
-        yield
-    finally:
-        models.like_layout = own
+    return mock.patch.object(models, "like_layout", lambda y, x: y)
 
 
-@contextlib.contextmanager
 def float32_padding():
     """Padding as plain nn.ReflectionPad2d does it: under CPU autocast, in float32."""
-    own = models.ReflectionPad.forward
-    models.ReflectionPad.forward = torch.nn.ReflectionPad2d.forward
-    try:
-        yield
-    finally:
-        models.ReflectionPad.forward = own
+    return mock.patch.object(models.ReflectionPad, "forward", torch.nn.ReflectionPad2d.forward)
 
 
 def kind_of(name: str) -> str:

@@ -113,11 +113,11 @@ def kernel_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor)
     std + eps): the weight is scaled by sqrt((n - 1) / n) for the first difference, and the second
     moves the output by less than eps / std relative (1e-4 for std >= 0.1) and bounds the gain at
     1 / eps as the recipe does. On the CPU: bf16 in, bf16 out, statistics accumulated in float32."""
-    n, c = x.shape[:2]
-    count = x[0].numel()
+    n, c, h, w = x.shape
+    count = c * h * w  # the values each sample's statistics are taken over
     with torch.autocast(x.device.type, enabled=False):
         y, mean, rstd = torch.native_group_norm(
-            x, weight * ((count - 1) / count) ** 0.5, bias, n, c, count // c, 1, NORM_EPS * NORM_EPS
+            x, weight * ((count - 1) / count) ** 0.5, bias, n, c, h * w, 1, NORM_EPS * NORM_EPS
         )
     if bool((mean.float().abs() * rstd.float()).max() > KERNEL_LN_MAX_RATIO):
         return layer_norm(x, weight, bias)
