@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from munit_cli import synthetic
+from munit_cli import checkpoint, synthetic
 from munit_cli.cli import app
 
 TINY = [
@@ -30,13 +31,14 @@ def shapes(tmp_path_factory) -> Path:
 
 
 def train(shapes: Path, out: Path, *extra: str) -> dict:
+    """The run's --json summary, with the messages it wrote under "stderr"."""
     cmd = [sys.executable, "-m", "munit_cli", "train", str(shapes / "trainA"), str(shapes / "trainB")]
     cmd += ["--out", str(out), *TINY, "--json", *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, f"only rank 0 prints the summary, got {proc.stdout!r}"
-    return json.loads(lines[0])
+    return json.loads(lines[0]) | {"stderr": proc.stderr}
 
 
 def weights(run: Path, step: int) -> dict[str, torch.Tensor]:
@@ -67,10 +69,13 @@ def test_two_workers_match_one_process_and_resume_exactly(shapes, tmp_path):
     # can magnify for near-zero gradients up to about one learning rate (2e-4) in rare elements.
     assert diff.mean() < 1e-6 and diff.max() < 2e-3
 
-    # Resume under DDP: 2 steps, stop, resume to 4 == 4 straight.
-    train(shapes, tmp_path / "resumed", "--iters", "2", "--batch-size", "2", "--gpus", "2", "--precision", "fp32")
+    # Resume under DDP from step 2 of a copy of that run (as if stopped there) to 4 == 4 straight.
+    shutil.copytree(tmp_path / "ddp", tmp_path / "resumed")
+    for path in checkpoint.checkpoint_paths(tmp_path / "resumed", 4):
+        path.unlink()
     resume = ("--resume", "auto", "--precision", "fp32")  # TINY names the preset, so the flags apply again
-    train(shapes, tmp_path / "resumed", "--iters", "4", "--batch-size", "2", *resume, "--gpus", "2")
+    resumed = train(shapes, tmp_path / "resumed", "--iters", "4", "--batch-size", "2", *resume, "--gpus", "2")
+    assert resumed["stderr"].count("resuming from step 2 ") == 1  # rank 0 only, and not from scratch
     r = weights(tmp_path / "resumed", 4)
     assert all(torch.equal(a[k], r[k]) for k in a)
 
@@ -86,29 +91,23 @@ def test_gpus_without_gpus_is_a_clear_error(shapes, tmp_path, monkeypatch):
     assert "Traceback" not in result.output
 
 
-def test_two_workers_with_the_fast_path_options(shapes, tmp_path):
+def test_two_workers_with_the_fast_path_share_the_budget_schedule(shapes, tmp_path):
     """DDP together with bf16 autocast, channels_last, fused Adam, the shared translation pass and
-    one content encoder for both domains: the run ends with both ranks holding the same weights
-    (checked by the trainer itself)."""
+    one content encoder for both domains, and optim.lr_policy=linear with --minutes: the ranks'
+    clocks differ, yet their learning rates must not. The run ends with both ranks holding the same
+    weights (checked by the trainer itself)."""
     fast = [
         "--precision", "bf16", "--set", "train.channels_last=true", "--set", "optim.fused=true",
         "--set", "train.share_translations=true", "--set", "model.shared_content_encoder=true",
     ]  # fmt: skip
-    summary = train(shapes, tmp_path / "fast", "--iters", "2", "--batch-size", "2", "--gpus", "2", *fast)
-    assert summary["world_size"] == 2 and summary["step"] == 2
+    linear = ["--set", "optim.lr_policy=linear", "--set", "optim.lr=1e-3", "--minutes", "60"]
+    summary = train(shapes, tmp_path / "fast", "--iters", "4", "--batch-size", "2", "--gpus", "2", *fast, *linear)
+    assert summary["world_size"] == 2 and summary["step"] == 4
     assert all(v is not None and v == v for v in summary["losses"].values())  # finite, not NaN
     stored = (tmp_path / "fast" / "config.toml").read_text()
     assert 'precision = "bf16"' in stored and "share_translations = true" in stored
     assert "shared_content_encoder = true" in stored
-
-
-def test_two_workers_share_the_budget_schedule(shapes, tmp_path):
-    """optim.lr_policy=linear with --minutes: the ranks' clocks differ, yet their learning rates
-    must not (the trainer checks that both end with the same weights)."""
-    linear = ["--set", "optim.lr_policy=linear", "--set", "optim.lr=1e-3", "--minutes", "60"]
-    summary = train(shapes, tmp_path / "budget", "--iters", "4", "--batch-size", "2", "--gpus", "2", *linear)
-    assert summary["world_size"] == 2 and summary["step"] == 4
-    rates = [json.loads(line)["lr"] for line in (tmp_path / "budget" / "metrics.jsonl").read_text().splitlines()]
+    rates = [json.loads(line)["lr"] for line in (tmp_path / "fast" / "metrics.jsonl").read_text().splitlines()]
     assert rates == pytest.approx([7.5e-4, 2.5e-4], rel=1e-2)  # steps 1 and 3 of 4: the hour has barely begun
     # a budget of 3 seconds leads the schedule: each rank's own clock would give each its own rate
     short = train(shapes, tmp_path / "short", "--iters", "100000", "--batch-size", "2", "--gpus", "2", *linear[:4], "--minutes", "0.05")
