@@ -27,10 +27,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from processes import run_together
 from typer.testing import CliRunner
 
 import munit_cli
-from munit_cli import checkpoint, config, infer, models, stylefiles, synthetic
+from munit_cli import checkpoint, config, models, stylefiles, synthetic
 from munit_cli.cli import app
 
 REPO = Path(munit_cli.__file__).resolve().parent.parent
@@ -286,11 +287,10 @@ def test_bad_stdin_in_a_real_process(world, reliability):
     """End to end: bytes on a real stdin, a message on a real stderr, nothing on stdout."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     env.pop("MUNIT_DEBUG", None)
-    for data in (os.urandom(3000), world["images"]["JPEG"][:-200]):
-        proc = subprocess.run(
-            [sys.executable, "-m", "munit_cli", "translate", "-", "-m", str(world["model"])],
-            input=data, capture_output=True, env=env, timeout=120,
-        )  # fmt: skip
+    command = [sys.executable, "-m", "munit_cli", "translate", "-", "-m", str(world["model"])]
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    data = (os.urandom(3000), world["images"]["JPEG"][:-200])
+    for proc in run_together(*({"args": command, "input": d, "env": env, **pipes} for d in data)):
         reliability.add("bad_inputs")
         err = proc.stderr.decode()
         errors = [line for line in err.splitlines() if line.startswith("error:")]

@@ -17,6 +17,7 @@ import torch
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from processes import run_together
 from safetensors.torch import save_file
 from test_infer import make_run, noise
 from typer.testing import CliRunner
@@ -52,13 +53,23 @@ def cli(*args, stdin=None):
     return result
 
 
-def munit(*args: str, timeout: int = 120, **kwargs) -> subprocess.CompletedProcess:
-    """A real `munit` process (for what CliRunner cannot fake: closed and full standard streams)."""
+def munit_command(*args: str, **kwargs) -> dict:
+    """`subprocess.Popen` arguments of a real `munit` process (for what CliRunner cannot fake:
+    closed and full standard streams)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     kwargs.setdefault("stdout", subprocess.PIPE)
-    return subprocess.run(
-        [sys.executable, "-m", "munit_cli", *map(str, args)], stderr=subprocess.PIPE, env=env, timeout=timeout, **kwargs
-    )
+    return {"args": [sys.executable, "-m", "munit_cli", *map(str, args)], "stderr": subprocess.PIPE, "env": env, **kwargs}
+
+
+def munit(*args: str, timeout: int = 120, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(**munit_command(*args, **kwargs), timeout=timeout)
+
+
+def shell_munit(command: str) -> dict:
+    """`subprocess.Popen` arguments of a `munit ...` shell command line (text output)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return {"args": f"{sys.executable} -m munit_cli {command}", "shell": True, "text": True, "env": env,
+            "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}  # fmt: skip
 
 
 def one_error_line(stderr: str) -> bool:
@@ -270,15 +281,13 @@ def test_interpolation_frames_sort_in_order_past_999():
 def test_translate_to_a_full_or_closed_stdout(world, reliability):
     reliability.add("bad_inputs", 2)
     with open("/dev/full", "wb") as full:
-        proc = munit("translate", world["good"], "-m", world["run"], "--out", "-", stdout=full)
+        proc, closed = run_together(
+            munit_command("translate", world["good"], "-m", world["run"], "--out", "-", stdout=full),
+            shell_munit(f"translate {world['good']} -m {world['run']} --out - >&-"),
+        )
     stderr = proc.stderr.decode()
     assert proc.returncode == 1 and one_error_line(stderr), stderr
     assert "could not write to stdout: No space left on device" in stderr
-
-    closed = subprocess.run(
-        f"{sys.executable} -m munit_cli translate {world['good']} -m {world['run']} --out - >&-",
-        shell=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120,
-    )  # fmt: skip
     assert closed.returncode == 1 and one_error_line(closed.stderr), closed.stderr
     assert "stdout is closed" in closed.stderr
 
@@ -286,14 +295,12 @@ def test_translate_to_a_full_or_closed_stdout(world, reliability):
 def test_json_records_to_a_full_stdout_and_stdin_closed(world, tmp_path, reliability):
     reliability.add("bad_inputs", 2)
     with open("/dev/full", "wb") as full:
-        proc = munit("translate", world["good"], "-m", world["run"], "--out", tmp_path / "o", "--json", stdout=full)
+        proc, closed = run_together(
+            munit_command("translate", world["good"], "-m", world["run"], "--out", tmp_path / "o", "--json", stdout=full),
+            shell_munit(f"translate - -m {world['run']} --out {tmp_path}/x.png <&-"),
+        )
     stderr = proc.stderr.decode()
     assert proc.returncode == 1 and one_error_line(stderr) and "No space left on device" in stderr, stderr
-
-    closed = subprocess.run(
-        f"{sys.executable} -m munit_cli translate - -m {world['run']} --out {tmp_path}/x.png <&-",
-        shell=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120,
-    )  # fmt: skip
     assert closed.returncode == 2 and one_error_line(closed.stderr) and "stdin is closed" in closed.stderr, closed.stderr
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from processes import run_together
 from typer.testing import CliRunner
 
 from munit_cli import checkpoint, config, files, infer, interpolate, models, styles, tiles, video
@@ -91,21 +92,21 @@ def test_stdin_to_stdout_pipeline_keeps_the_size(world, tmp_path):
     """45 x 30 is not divisible by 4: the networks work at 44 x 32 and the output is 45 x 30 again."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     env.pop(checkpoint.MODEL_ENV, None)
-    cmd = f"cat {world['x']} | {sys.executable} -m munit_cli translate - --to B --model {world['run']} > {tmp_path}/out.png"
-    proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    img = png((tmp_path / "out.png").read_bytes())
-    assert (img.format, img.size, img.mode) == ("PNG", (45, 30), "RGB")
-
+    piped = f"cat {world['x']} | {sys.executable} -m munit_cli translate - --to B --model {world['run']} > {tmp_path}/out.png"
     # the same through $MUNIT_MODEL, with --json records parsed by a consumer downstream
-    env[checkpoint.MODEL_ENV] = str(world["run"])
-    cmd = (
+    consumed = (
         f"{sys.executable} -m munit_cli translate {world['inputs']} --num-styles 2 --out {tmp_path}/dir --json"
         f" | {sys.executable} -c \"import json,sys; print(sum(1 for l in sys.stdin if json.loads(l)['path']))\""
     )
-    proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "6"
+    shell = {"shell": True, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    piped, consumed = run_together(
+        {"args": piped, "env": env, **shell}, {"args": consumed, "env": {**env, checkpoint.MODEL_ENV: str(world["run"])}, **shell}
+    )
+    assert piped.returncode == 0, piped.stderr
+    img = png((tmp_path / "out.png").read_bytes())
+    assert (img.format, img.size, img.mode) == ("PNG", (45, 30), "RGB")
+    assert consumed.returncode == 0, consumed.stderr
+    assert consumed.stdout.strip() == "6"
 
 
 # ---------------------------------------------------------------------------------------------
