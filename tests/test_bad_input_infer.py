@@ -66,10 +66,8 @@ def munit(*args: str, timeout: int = 120, **kwargs) -> subprocess.CompletedProce
 
 
 def shell_munit(command: str) -> dict:
-    """`subprocess.Popen` arguments of a `munit ...` shell command line (text output)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return {"args": f"{sys.executable} -m munit_cli {command}", "shell": True, "text": True, "env": env,
-            "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}  # fmt: skip
+    """`munit_command` as a shell command line (for redirections), with text output."""
+    return {**munit_command(), "args": f"{sys.executable} -m munit_cli {command}", "shell": True, "text": True}
 
 
 def one_error_line(stderr: str) -> bool:

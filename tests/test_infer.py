@@ -92,15 +92,15 @@ def test_stdin_to_stdout_pipeline_keeps_the_size(world, tmp_path):
     """45 x 30 is not divisible by 4: the networks work at 44 x 32 and the output is 45 x 30 again."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     env.pop(checkpoint.MODEL_ENV, None)
-    piped = f"cat {world['x']} | {sys.executable} -m munit_cli translate - --to B --model {world['run']} > {tmp_path}/out.png"
+    piped_line = f"cat {world['x']} | {sys.executable} -m munit_cli translate - --to B --model {world['run']} > {tmp_path}/out.png"
     # the same through $MUNIT_MODEL, with --json records parsed by a consumer downstream
-    consumed = (
+    consumed_line = (
         f"{sys.executable} -m munit_cli translate {world['inputs']} --num-styles 2 --out {tmp_path}/dir --json"
         f" | {sys.executable} -c \"import json,sys; print(sum(1 for l in sys.stdin if json.loads(l)['path']))\""
     )
     shell = {"shell": True, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     piped, consumed = run_together(
-        {"args": piped, "env": env, **shell}, {"args": consumed, "env": {**env, checkpoint.MODEL_ENV: str(world["run"])}, **shell}
+        {"args": piped_line, "env": env, **shell}, {"args": consumed_line, "env": {**env, checkpoint.MODEL_ENV: str(world["run"])}, **shell}
     )
     assert piped.returncode == 0, piped.stderr
     img = png((tmp_path / "out.png").read_bytes())
